@@ -1,0 +1,50 @@
+"""npgrad's engine: a numpy Tensor that records its graph and differentiates it."""
+
+from .methods import install as _install
+
+_install()
+
+from .creation import (  # noqa: E402
+    arange,
+    eye,
+    full,
+    generator,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
+from .grad_mode import (  # noqa: E402
+    enable_grad,
+    get_default_dtype,
+    is_grad_enabled,
+    no_grad,
+    scope,
+    set_default_dtype,
+    set_grad_enabled,
+)
+from .ops.elementwise import maximum, minimum, where  # noqa: E402
+from .ops.shape import cat, stack  # noqa: E402
+from .tensor import Tensor, grad, once_differentiable, topological_order  # noqa: E402
+
+__all__ = [
+    "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
+    "zeros", "ones", "full", "zeros_like", "ones_like", "randn", "rand", "arange", "eye",
+    "cat", "stack", "where", "maximum", "minimum", "grad", "gradcheck", "gradgradcheck",
+    "set_default_dtype", "get_default_dtype", "manual_seed", "generator", "scope",
+    "once_differentiable", "topological_order", "draw_graph", "save_graph",
+]
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    # the drawing pulls in the graphviz package: import it only when asked for
+    if name in ("draw_graph", "save_graph"):
+        from . import viz
+
+        return getattr(viz, name)
+    raise AttributeError(f"module 'autograd' has no attribute {name!r}")

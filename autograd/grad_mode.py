@@ -1,0 +1,84 @@
+"""Grad mode (`no_grad`, `enable_grad`), the default float dtype, and the scope stack.
+
+These are the engine's three pieces of global state, kept in one place so that a reader
+sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Hashable, Iterator
+
+import numpy as np
+
+_grad_enabled: bool = True
+_default_dtype: np.dtype = np.dtype(np.float32)
+# Innermost last. `nn.Module.__call__` pushes `(dotted_name, class_name)` here so that every
+# op created during the call remembers the modules it ran in (the graph drawing clusters them).
+_scope: tuple[Hashable, ...] = ()
+
+
+def is_grad_enabled() -> bool:
+    """True when new ops record the graph (the default)."""
+    return _grad_enabled
+
+
+def set_grad_enabled(mode: bool) -> None:
+    global _grad_enabled
+    _grad_enabled = bool(mode)
+
+
+class _GradMode(contextlib.ContextDecorator):
+    """Context manager and decorator that sets grad mode and restores it on exit."""
+
+    mode: bool
+
+    def __enter__(self) -> None:
+        self._previous = is_grad_enabled()
+        set_grad_enabled(self.mode)
+
+    def __exit__(self, *exc: object) -> None:
+        set_grad_enabled(self._previous)
+
+
+class no_grad(_GradMode):  # noqa: N801 (PyTorch's name)
+    """`with no_grad():` or `@no_grad()`: ops record nothing, results don't require grad."""
+
+    mode = False
+
+
+class enable_grad(_GradMode):  # noqa: N801 (PyTorch's name)
+    """Re-enables recording inside a `no_grad` block."""
+
+    mode = True
+
+
+def get_default_dtype() -> np.dtype:
+    """The dtype that floating data (Python floats included) becomes: float32 unless set."""
+    return _default_dtype
+
+
+def set_default_dtype(dtype: np.dtype | type) -> None:
+    """Set the default float dtype (float32 or float64)."""
+    global _default_dtype
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"set_default_dtype: expected a floating dtype, got {dtype}")
+    _default_dtype = dtype
+
+
+def current_scope() -> tuple[Hashable, ...]:
+    """The scope entries (outermost first) that ops created now are recorded under."""
+    return _scope
+
+
+@contextlib.contextmanager
+def scope(entry: Hashable) -> Iterator[None]:
+    """Record ops created inside the block under `entry` (nested blocks nest)."""
+    global _scope
+    previous = _scope
+    _scope = previous + (entry,)
+    try:
+        yield
+    finally:
+        _scope = previous

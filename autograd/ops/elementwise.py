@@ -1,0 +1,333 @@
+"""Elementwise ops: arithmetic, comparisons and activations (broadcasting ones too)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..grad_mode import get_default_dtype
+from ..tensor import Tensor
+
+_from_op = Tensor._from_op
+
+
+def lift(value: Any, like: Tensor) -> Tensor:
+    """`value` as a Tensor to combine with `like`; Python numbers take `like`'s dtype.
+
+    So `float32 * 2.0` stays float32 (numpy 2 treats Python scalars as weak, too).
+    """
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
+        if isinstance(value, bool):
+            return Tensor(np.asarray(value))
+        if like.dtype.kind == "f":
+            return Tensor(np.asarray(value, dtype=like.dtype))
+        return Tensor(value)  # int -> int64, float -> default float dtype
+    return Tensor(value)
+
+
+def _broadcast(op: str, ufunc: np.ufunc, a: Tensor, b: Tensor) -> np.ndarray:
+    try:
+        return ufunc(a.data, b.data)
+    except ValueError:
+        raise ValueError(
+            f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together"
+        ) from None
+
+
+def add(a: Any, b: Any) -> Tensor:
+    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return g, g
+
+    return _from_op(_broadcast("add", np.add, a, b), (a, b), "add", backward)
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return g, (-g if b.requires_grad else None)
+
+    return _from_op(_broadcast("sub", np.subtract, a, b), (a, b), "sub", backward)
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * b if a.requires_grad else None), (g * a if b.requires_grad else None)
+
+    return _from_op(_broadcast("mul", np.multiply, a, b), (a, b), "mul", backward)
+
+
+def div(a: Any, b: Any) -> Tensor:
+    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    if a.dtype.kind != "f" and b.dtype.kind != "f":  # true division of ints gives floats
+        a = Tensor(a.data, dtype=get_default_dtype())
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        ga = g / b if a.requires_grad else None
+        gb = -g * out / b if b.requires_grad else None  # d(a/b)/db = -a/b**2 = -out/b
+        return ga, gb
+
+    return _from_op(_broadcast("div", np.divide, a, b), (a, b), "div", backward)
+
+
+def neg(x: Tensor) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (-g,)
+
+    return _from_op(np.negative(x.data), (x,), "neg", backward)
+
+
+def pow(x: Any, exponent: Any) -> Tensor:  # noqa: A001 (Tensor.pow)
+    """`x ** exponent` with a Python-number or Tensor exponent."""
+    if not isinstance(x, Tensor):  # scalar ** Tensor
+        x = lift(x, exponent)
+    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+        p = exponent
+
+        def backward_scalar(g: Tensor, out: Tensor) -> tuple:
+            if p == 0:
+                return (g * 0.0,)
+            return (g * p * x ** (p - 1) if p != 2 else g * 2.0 * x,)
+
+        data = np.power(x.data, np.asarray(p, dtype=x.dtype) if x.dtype.kind == "f" else p)
+        return _from_op(data, (x,), "pow", backward_scalar, exponent=p)
+    e = lift(exponent, x)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        gx = g * e * x ** (e - 1.0) if x.requires_grad else None
+        # d(x**e)/de = x**e * log(x); where x <= 0 the power has no real derivative in e
+        positive = x.data > 0
+        safe_log = where(positive, x, 1.0).log()
+        ge = g * out * safe_log if e.requires_grad else None
+        return gx, ge
+
+    return _from_op(_broadcast("pow", np.power, x, e), (x, e), "pow", backward)
+
+
+def exp(x: Tensor) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * out,)
+
+    return _from_op(np.exp(x.data), (x,), "exp", backward)
+
+
+def log(x: Tensor) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g / x,)
+
+    return _from_op(np.log(x.data), (x,), "log", backward)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * 0.5 / out,)
+
+    return _from_op(np.sqrt(x.data), (x,), "sqrt", backward)
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 (Tensor.abs)
+    sign = np.sign(x.data)  # saved by the closure; released after backward
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * sign,)
+
+    return _from_op(np.abs(x.data), (x,), "abs", backward)
+
+
+def tanh(x: Tensor) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * (1.0 - out * out),)
+
+    return _from_op(np.tanh(x.data), (x,), "tanh", backward)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    # exp of a negative number only, so large |x| neither overflows nor warns
+    e = np.exp(-np.abs(x.data))
+    data = np.where(x.data >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * out * (1.0 - out),)
+
+    return _from_op(data, (x,), "sigmoid", backward)
+
+
+def relu(x: Tensor) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * (out.data > 0),)  # the mask is constant: relu'' = 0
+
+    return _from_op(np.maximum(x.data, 0), (x,), "relu", backward)
+
+
+def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * np.where(x.data > 0, 1.0, slope).astype(x.dtype),)
+
+    data = np.where(x.data > 0, x.data, x.data * np.asarray(slope, x.dtype))
+    return _from_op(data, (x,), "leaky_relu", backward, slope=slope)
+
+
+_SERIES_TERMS = 45  # erf's series below is exact to float64 for |z| < 3 with 45 terms
+_FRACTION_DEPTH = 30  # and erfc's continued fraction for |z| >= 3 with 30 levels
+
+
+def _erf(z: np.ndarray) -> np.ndarray:
+    """erf to float64 precision (numpy has none and scipy is no dependency).
+
+    |z| < 3: erf(z) = 2/sqrt(pi) exp(-z^2) sum_n (2z^2)^n z / (1*3*...*(2n+1)), all terms
+    positive, so nothing cancels. |z| >= 3: erfc(z) = exp(-z^2)/sqrt(pi) / (z + 1/2/(z + 1/(z
+    + 3/2/(z + ...)))), evaluated bottom up.
+    """
+    z64 = np.asarray(z, dtype=np.float64)
+    a = np.abs(z64)
+    small = np.minimum(a, 3.0)
+    term = small.copy()
+    total = small.copy()
+    two_z2 = 2.0 * small * small
+    for n in range(1, _SERIES_TERMS):
+        term *= two_z2 / (2 * n + 1)
+        total += term
+    series = 2.0 / math.sqrt(math.pi) * np.exp(-small * small) * total
+    large = np.maximum(a, 3.0)
+    fraction = large.copy()
+    for k in range(_FRACTION_DEPTH, 0, -1):
+        fraction = large + (k / 2.0) / fraction
+    tail = 1.0 - np.exp(-large * large) / (math.sqrt(math.pi) * fraction)
+    return (np.sign(z64) * np.where(a < 3.0, series, tail)).astype(np.asarray(z).dtype)
+
+
+def erf(x: Tensor) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * (2.0 / math.sqrt(math.pi)) * (-(x * x)).exp(),)
+
+    return _from_op(_erf(x.data), (x,), "erf", backward)
+
+
+def gelu(x: Tensor) -> Tensor:
+    """Exact GELU, x * Phi(x) with the normal CDF Phi written through erf (PyTorch's default)."""
+    cdf = 0.5 * (1.0 + _erf(x.data * np.asarray(1 / math.sqrt(2), x.dtype)))
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        phi = 0.5 * (1.0 + erf(x * (1 / math.sqrt(2))))
+        density = (x * x * -0.5).exp() * (1 / math.sqrt(2 * math.pi))
+        return (g * (phi + x * density),)
+
+    return _from_op((x.data * cdf).astype(x.dtype, copy=False), (x,), "gelu", backward)
+
+
+def sin(x: Tensor) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * x.cos(),)
+
+    return _from_op(np.sin(x.data), (x,), "sin", backward)
+
+
+def cos(x: Tensor) -> Tensor:
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (-g * x.sin(),)
+
+    return _from_op(np.cos(x.data), (x,), "cos", backward)
+
+
+def clip(x: Tensor, lo: float | None = None, hi: float | None = None) -> Tensor:
+    """Clamp into [lo, hi]; the gradient passes where lo <= x <= hi (PyTorch's clamp)."""
+    if lo is None and hi is None:
+        raise ValueError("clip: at least one of lo and hi must be given")
+    inside = np.ones(x.shape, dtype=bool)
+    if lo is not None:
+        inside &= x.data >= lo
+    if hi is not None:
+        inside &= x.data <= hi
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g * inside,)
+
+    return _from_op(np.clip(x.data, lo, hi), (x,), "clip", backward, lo=lo, hi=hi)
+
+
+def astype(x: Tensor, dtype: Any) -> Tensor:
+    """Cast; the gradient is cast back to the input's dtype."""
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (astype(g, x.dtype),)
+
+    return _from_op(x.data.astype(dtype), (x,), "astype", backward, dtype=str(dtype))
+
+
+def _tie_split(a: Tensor, b: Tensor, a_wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    equal = a.data == b.data
+    dtype = np.result_type(a.dtype, b.dtype)
+    wa = np.where(equal, 0.5, a_wins).astype(dtype)  # ties split the gradient evenly
+    return wa, (1 - wa).astype(dtype)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    data = _broadcast("maximum", np.maximum, a, b)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        wa, wb = _tie_split(a, b, a.data > b.data)
+        return g * wa, g * wb
+
+    return _from_op(data, (a, b), "maximum", backward)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    data = _broadcast("minimum", np.minimum, a, b)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        wa, wb = _tie_split(a, b, a.data < b.data)
+        return g * wa, g * wb
+
+    return _from_op(data, (a, b), "minimum", backward)
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """`a` where `condition` holds, else `b` (broadcast together)."""
+    cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = Tensor(a)
+    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    try:
+        data = np.where(cond, a.data, b.data)
+    except ValueError:
+        raise ValueError(
+            f"where: shapes {cond.shape}, {a.shape} and {b.shape} cannot be broadcast together"
+        ) from None
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        zero = np.zeros((), dtype=g.dtype)
+        ga = where(cond, g, zero) if a.requires_grad else None
+        gb = where(cond, zero, g) if b.requires_grad else None
+        return ga, gb
+
+    return _from_op(data, (a, b), "where", backward)
+
+
+def _compare(ufunc: np.ufunc, name: str):  # noqa: ANN202
+    def compare(a: Tensor, b: Any) -> Tensor:
+        other = lift(b, a)
+        return Tensor(_broadcast(name, ufunc, a, other))
+
+    compare.__name__ = name
+    return compare
+
+
+lt = _compare(np.less, "lt")
+le = _compare(np.less_equal, "le")
+gt = _compare(np.greater, "gt")
+ge = _compare(np.greater_equal, "ge")
+eq = _compare(np.equal, "eq")
+ne = _compare(np.not_equal, "ne")

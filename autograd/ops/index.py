@@ -1,0 +1,55 @@
+"""Indexing: `x[index]` and its adjoint, scatter-add (repeated indices accumulate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..tensor import Tensor
+
+_from_op = Tensor._from_op
+
+
+def normalize_index(index: Any) -> Any:
+    """Tensors and lists in an index become arrays; the rest is numpy's own index."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray(index)
+    if isinstance(index, tuple):
+        return tuple(normalize_index(i) for i in index)
+    return index
+
+
+def _repeats_possible(index: Any) -> bool:
+    """Only integer arrays can name an element twice (basic slices and masks cannot)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, np.ndarray) and p.dtype.kind in "iu" for p in parts)
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    index = normalize_index(index)
+    try:
+        data = x.data[index]
+    except IndexError as error:
+        raise IndexError(f"getitem: {error} (tensor of shape {x.shape})") from None
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (index_add(g, index, x.shape),)
+
+    return _from_op(np.asarray(data), (x,), "getitem", backward)
+
+
+def index_add(values: Tensor, index: Any, shape: tuple[int, ...]) -> Tensor:
+    """zeros(shape) with `values` added at `index`; repeated indices add up."""
+    data = np.zeros(shape, dtype=values.dtype)
+    if _repeats_possible(index):
+        np.add.at(data, index, values.data)
+    else:
+        data[index] = values.data
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g[index],)
+
+    return _from_op(data, (values,), "index_add", backward)

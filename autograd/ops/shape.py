@@ -1,0 +1,175 @@
+"""Shape ops: views where numpy gives views (reshape, transpose, broadcast), copies only
+where the result needs new memory (pad, cat, stack)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..tensor import Tensor
+
+_from_op = Tensor._from_op
+
+
+def shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    """`f(2, 3)` and `f((2, 3))` both mean the shape (2, 3)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(n) for n in shape)
+
+
+def reshape(x: Tensor, *shape: Any, op: str = "reshape") -> Tensor:
+    new_shape = shape_arg(shape)
+    try:
+        data = x.data.reshape(new_shape)
+    except ValueError:
+        raise ValueError(f"{op}: cannot reshape shape {x.shape} into {new_shape}") from None
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g.reshape(x.shape),)
+
+    return _from_op(data, (x,), op, backward, shape=data.shape)
+
+
+def flatten(x: Tensor, start_axis: int = 0) -> Tensor:
+    """Merge axes `start_axis..` into one: (N, C, H, W).flatten(1) is (N, C*H*W)."""
+    if x.ndim == 0:
+        return reshape(x, 1, op="flatten")
+    start = start_axis % x.ndim
+    return reshape(x, *x.shape[:start], -1, op="flatten")
+
+
+def transpose(x: Tensor, *axes: Any) -> Tensor:
+    """numpy's permutation of axes; no axes reverses them."""
+    perm = shape_arg(axes) if axes else tuple(reversed(range(x.ndim)))
+    if sorted(a % max(x.ndim, 1) for a in perm) != list(range(x.ndim)):
+        raise ValueError(f"transpose: axes {perm} are not a permutation for shape {x.shape}")
+    perm = tuple(a % x.ndim for a in perm)
+    inverse = tuple(np.argsort(perm).tolist())
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g.transpose(inverse),)
+
+    return _from_op(np.transpose(x.data, perm), (x,), "transpose", backward, axes=perm)
+
+
+def swapaxes(x: Tensor, a: int, b: int) -> Tensor:
+    perm = list(range(x.ndim))
+    try:
+        perm[a], perm[b] = perm[b], perm[a]
+    except IndexError:
+        raise ValueError(f"swapaxes: axes ({a}, {b}) out of range for shape {x.shape}") from None
+    return transpose(x, *perm)
+
+
+def squeeze(x: Tensor, axis: int | tuple[int, ...] | None = None) -> Tensor:
+    try:
+        target = np.squeeze(x.data, axis=axis).shape
+    except ValueError:
+        raise ValueError(f"squeeze: cannot squeeze axis {axis} of shape {x.shape}") from None
+    return reshape(x, target, op="squeeze")
+
+
+def unsqueeze(x: Tensor, axis: int) -> Tensor:
+    try:
+        target = np.expand_dims(x.data, axis).shape
+    except np.exceptions.AxisError:
+        raise ValueError(f"unsqueeze: axis {axis} out of range for shape {x.shape}") from None
+    return reshape(x, target, op="unsqueeze")
+
+
+def broadcast_to(x: Tensor, *shape: Any) -> Tensor:
+    """A read-only broadcast view; `-1` keeps an axis (PyTorch's `expand`)."""
+    target = shape_arg(shape)
+    offset = len(target) - x.ndim
+    target = tuple(
+        x.shape[i - offset] if n == -1 and i >= offset else n for i, n in enumerate(target)
+    )
+    try:
+        data = np.broadcast_to(x.data, target)
+    except ValueError:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {target}") from None
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (sum_to(g, x.shape),)
+
+    return _from_op(data, (x,), "broadcast_to", backward, shape=target)
+
+
+def sum_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum a broadcast result back to `shape` (the engine's unbroadcast)."""
+    lead = x.ndim - len(shape)
+    if lead < 0:
+        raise ValueError(f"sum_to: cannot sum shape {x.shape} to {shape}")
+    stretched = tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1
+    )
+    if any(n != 1 and n != x.shape[lead + i] for i, n in enumerate(shape)):
+        raise ValueError(f"sum_to: cannot sum shape {x.shape} to {shape}")
+    data = np.sum(x.data, axis=tuple(range(lead)) + stretched, keepdims=True)
+    data = data.reshape(shape)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (broadcast_to(g, x.shape),)
+
+    return _from_op(data, (x,), "sum_to", backward, shape=shape)
+
+
+def pad(x: Tensor, pad_width: Any, value: float = 0) -> Tensor:
+    """Constant padding with numpy's `pad_width` (((before, after), ...) per axis)."""
+    try:
+        widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    except ValueError:
+        raise ValueError(f"pad: pad_width {pad_width} does not fit shape {x.shape}") from None
+    if (widths < 0).any():
+        raise ValueError(f"pad: negative pad_width {pad_width}")
+    inner = tuple(slice(int(b), int(b) + n) for (b, _), n in zip(widths, x.shape, strict=True))
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g[inner],)
+
+    data = np.pad(x.data, widths, mode="constant", constant_values=value)
+    return _from_op(data, (x,), "pad", backward, pad_width=widths.tolist(), value=value)
+
+
+def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join along an existing axis."""
+    tensors = tuple(tensors)
+    if not tensors:
+        raise ValueError("cat: expected at least one tensor")
+    try:
+        data = np.concatenate([t.data for t in tensors], axis=axis)
+    except (ValueError, np.exceptions.AxisError):
+        shapes = ", ".join(str(t.shape) for t in tensors)
+        raise ValueError(f"cat: cannot join shapes {shapes} along axis {axis}") from None
+    a = axis % data.ndim
+    bounds = np.cumsum([0] + [t.shape[a] for t in tensors]).tolist()
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        lead = (slice(None),) * a
+        return tuple(
+            g[lead + (slice(lo, hi),)] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        )
+
+    return _from_op(data, tensors, "cat", backward, axis=axis)
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join along a new axis."""
+    tensors = tuple(tensors)
+    if not tensors:
+        raise ValueError("stack: expected at least one tensor")
+    try:
+        data = np.stack([t.data for t in tensors], axis=axis)
+    except (ValueError, np.exceptions.AxisError):
+        shapes = ", ".join(str(t.shape) for t in tensors)
+        raise ValueError(f"stack: cannot stack shapes {shapes} along axis {axis}") from None
+    a = axis % data.ndim
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        lead = (slice(None),) * a
+        return tuple(g[lead + (i,)] for i in range(len(tensors)))
+
+    return _from_op(data, tensors, "stack", backward, axis=axis)

@@ -1,0 +1,471 @@
+"""The `Tensor` and the engine that walks its graph backwards.
+
+Every op builds its result with `Tensor._from_op(data, parents, op, backward)`, where
+`backward(g, out)` maps the output gradient `g` (a Tensor shaped like `out`) to one gradient
+per parent (Tensors, or None). Closures compute with Tensor ops, so the same code serves a
+plain `backward()` (grad mode off: just numpy underneath) and `grad(create_graph=True)` (grad
+mode on: the backward pass records a graph of its own, which can be differentiated again).
+
+Broadcast operands get gradients shaped like the output; the engine sums them back to each
+operand's shape in one place (`_fit_to_parent`), never op by op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import grad_mode
+from .grad_mode import get_default_dtype, is_grad_enabled
+
+Backward = Callable[["Tensor", "Tensor"], Sequence["Tensor | None"]]
+
+
+def as_array(data: Any, dtype: Any = None) -> np.ndarray:
+    """`data` as an ndarray without copying when possible: floats become the default dtype."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return np.asarray(data, dtype=dtype)
+    array = np.asarray(data)
+    if array.dtype.kind == "f" and array.dtype != get_default_dtype():
+        return array.astype(get_default_dtype())
+    if array.dtype.kind in "iu" and array.dtype != np.int64 and not isinstance(data, np.ndarray):
+        return array.astype(np.int64)  # Python ints: int64 on every platform
+    if array.dtype.kind == "O":
+        raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} data")
+    return array
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed.
+
+    `Tensor(data, requires_grad=False, dtype=None, name=None)`; floating data becomes the
+    default dtype (float32), integers int64, bools stay bool.
+    """
+
+    __slots__ = (
+        "data",
+        "grad",
+        "requires_grad",
+        "name",
+        "_parents",
+        "_backward",
+        "_op",
+        "_op_args",
+        "_scope",
+        "_retains_grad",
+        "__weakref__",
+    )
+    __array_ufunc__ = None  # numpy hands `ndarray + Tensor` to Tensor.__radd__
+
+    def __init__(
+        self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None
+    ) -> None:
+        self.data = as_array(data, dtype)
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(
+                f"Tensor: only floating tensors can require grad, got dtype {self.data.dtype}"
+            )
+        self.grad: np.ndarray | None = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self._parents: tuple[Tensor, ...] = ()
+        self._backward: Backward | None = None
+        self._op: str | None = None
+        self._op_args: dict[str, Any] = {}
+        self._scope = grad_mode.current_scope()
+        self._retains_grad = False
+
+    @classmethod
+    def _from_op(
+        cls,
+        data: Any,
+        parents: tuple[Tensor, ...],
+        op: str,
+        backward: Backward,
+        **op_args: Any,
+    ) -> Tensor:
+        """The result of op `op`: records parents and closure when grad is being recorded."""
+        out = cls.__new__(cls)
+        out.data = data if type(data) is np.ndarray else np.asarray(data)
+        out.grad = None
+        out.name = None
+        out._op = op
+        out._op_args = op_args
+        out._scope = grad_mode._scope
+        out._retains_grad = False
+        if grad_mode._grad_enabled and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = parents
+            out._backward = backward
+        else:  # nothing to differentiate: keep no reference to the inputs
+            out.requires_grad = False
+            out._parents = ()
+            out._backward = None
+        return out
+
+    # ----- attributes -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def is_leaf(self) -> bool:
+        """True unless the tensor came out of an op that recorded the graph."""
+        return not self._parents
+
+    @property
+    def op(self) -> str | None:
+        """Name of the op that made this tensor (None for tensors made by hand)."""
+        return self._op
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 (numpy's name)
+        return self.transpose()
+
+    def numel(self) -> int:
+        return self.data.size
+
+    def item(self) -> float | int | bool:
+        if self.data.size != 1:
+            raise ValueError(f"item: only one-element tensors, got shape {self.shape}")
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        """The underlying array itself (no copy)."""
+        return self.data
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's data, cut from the graph."""
+        return Tensor(self.data, dtype=self.data.dtype)
+
+    def retain_grad(self) -> Tensor:
+        """Keep `.grad` on this non-leaf tensor after backward (leaves always keep it)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: the tensor does not require grad")
+        self._retains_grad = True
+        return self
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(f"requires_grad_: dtype {self.dtype} cannot require grad")
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_: only leaf tensors can change requires_grad")
+        self.requires_grad = requires_grad
+        return self
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if dtype is not None and np.dtype(dtype) != self.data.dtype:
+            return self.data.astype(dtype)
+        return self.data.copy() if copy else self.data
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.data.shape[0]))
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    __hash__ = object.__hash__  # identity, although `==` is elementwise
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(", precision=4)
+        extra = [f"dtype={self.dtype}"]
+        if self.name:
+            extra.insert(0, f"name={self.name!r}")
+        if self._parents:
+            extra.append(f"op={self._op}")
+        elif self.requires_grad:
+            extra.append("requires_grad=True")
+        return f"tensor({body}, {', '.join(extra)})"
+
+    # ----- in-place arithmetic: only where nothing is recorded ---------------------------
+    def _check_inplace(self, op: str) -> None:
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError(
+                f"{op}: in-place update of a tensor that requires grad while grad is being "
+                "recorded; wrap it in `with no_grad():` or update `.data`"
+            )
+
+    def _inplace(self, op: str, ufunc: np.ufunc, other: Any) -> Tensor:
+        self._check_inplace(op)
+        other = other.data if isinstance(other, Tensor) else other
+        try:
+            ufunc(self.data, other, out=self.data, casting="same_kind")
+        except ValueError:
+            raise ValueError(
+                f"{op}: cannot update shape {self.shape} in place with shape {np.shape(other)}"
+            ) from None
+        return self
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self._inplace("iadd", np.add, other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self._inplace("isub", np.subtract, other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self._inplace("imul", np.multiply, other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self._inplace("itruediv", np.divide, other)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._check_inplace("setitem")
+        index = index.data if isinstance(index, Tensor) else index
+        self.data[index] = value.data if isinstance(value, Tensor) else value
+
+    # ----- gradients ---------------------------------------------------------------------
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad.
+
+        `grad` (array or Tensor shaped like self) defaults to 1 for one-element tensors.
+        Without `retain_graph` the closures (and the arrays they saved) are released.
+        """
+        backpropagate(
+            [self], [grad], retain_graph=retain_graph, create_graph=False, accumulate=True
+        )
+
+
+# ----- the engine --------------------------------------------------------------------------
+def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Tensors that require grad reachable from `roots`, every tensor after all its parents.
+
+    Iterative depth-first search (no recursion limit); lists, not sets, keep it deterministic.
+    """
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    for root in roots:
+        stack: list[tuple[Tensor, bool]] = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            for parent in reversed(node._parents):
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+def unbroadcast(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum `grad` over the axes that broadcasting added or stretched, back to `shape`."""
+    if grad.shape == shape:
+        return grad
+    from .ops.shape import sum_to  # ops import this module; import late to avoid a cycle
+
+    return sum_to(grad, shape)
+
+
+def _fit_to_parent(grad: Tensor, parent: Tensor, node: Tensor) -> Tensor:
+    """The engine's one place for unbroadcasting, dtype and shape checks of a parent grad."""
+    if grad.shape != parent.shape:
+        try:
+            grad = unbroadcast(grad, parent.shape)
+        except ValueError:
+            raise RuntimeError(
+                f"{node._op}: backward returned a gradient of shape {grad.shape} for an input "
+                f"of shape {parent.shape}"
+            ) from None
+    if grad.dtype != parent.dtype:
+        grad = grad.astype(parent.dtype)
+    return grad
+
+
+def _root_grad(root: Tensor, grad: Any) -> Tensor:
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward: the tensor does not require grad and has no op that recorded a graph"
+        )
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward: grad can be implicitly created only for one-element outputs; "
+                f"pass grad= for the output of shape {root.shape}"
+            )
+        return Tensor(np.ones(root.shape, dtype=root.dtype))
+    grad = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=root.dtype))
+    if grad.shape != root.shape:
+        raise ValueError(f"backward: grad of shape {grad.shape} for an output of shape {root.shape}")
+    return grad if grad.dtype == root.dtype else grad.astype(root.dtype)
+
+
+def backpropagate(
+    roots: Sequence[Tensor],
+    root_grads: Sequence[Any],
+    *,
+    retain_graph: bool,
+    create_graph: bool,
+    accumulate: bool,
+    inputs: Sequence[Tensor] = (),
+) -> dict[int, Tensor]:
+    """Run the backward pass from `roots`; returns the gradients of `inputs` by `id`.
+
+    With `accumulate`, leaves (and tensors that called `retain_grad`) get `.grad` += their
+    gradient. Gradients are summed in place where the engine owns the buffer.
+    """
+    grads: dict[int, Tensor] = {}
+    owned: set[int] = set()  # ids whose gradient buffer nobody else holds: safe to += into
+    for root, g in zip(roots, root_grads, strict=True):
+        _accumulate(grads, owned, root, _root_grad(root, g), False, create_graph)
+    wanted = {id(t) for t in inputs}
+    captured: dict[int, Tensor] = {}
+    with grad_mode.enable_grad() if create_graph else grad_mode.no_grad():
+        for node in reversed(topological_order(roots)):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if id(node) in wanted:
+                captured[id(node)] = g
+            if accumulate and (node.is_leaf or node._retains_grad):
+                _store_grad(node, g.data, id(node) in owned)
+            if node.is_leaf:
+                continue
+            if node._backward is None:
+                raise RuntimeError(
+                    f"backward: the graph through '{node._op}' was freed by an earlier "
+                    "backward(); call backward(retain_graph=True) the first time to "
+                    "differentiate through it twice"
+                )
+            parent_grads = node._backward(g, node)
+            for parent, pg in zip(node._parents, parent_grads, strict=True):
+                if pg is None or not parent.requires_grad:
+                    continue
+                fitted = _fit_to_parent(pg, parent, node)
+                fresh = fitted is not pg or (
+                    not np.may_share_memory(pg.data, g.data)
+                    and sum(other is pg for other in parent_grads) == 1
+                )
+                _accumulate(grads, owned, parent, fitted, fresh, create_graph)
+            if not retain_graph:
+                node._backward = None
+    return captured
+
+
+def _accumulate(
+    grads: dict[int, Tensor], owned: set[int], node: Tensor, g: Tensor, fresh: bool, graph: bool
+) -> None:
+    key = id(node)
+    previous = grads.get(key)
+    if previous is None:
+        grads[key] = g
+        if fresh:
+            owned.add(key)
+    elif graph:
+        grads[key] = previous + g  # recorded, so the sum itself can be differentiated
+    elif key in owned:
+        np.add(previous.data, g.data, out=previous.data)
+    else:
+        grads[key] = Tensor(previous.data + g.data, dtype=previous.dtype)
+        owned.add(key)
+
+
+def _store_grad(node: Tensor, g: np.ndarray, owned: bool) -> None:
+    if node.grad is None:
+        node.grad = g if owned and g.flags.writeable else g.copy()
+    else:
+        if node.grad.shape != g.shape:
+            raise RuntimeError(
+                f"backward: existing .grad of shape {node.grad.shape} for a tensor of shape "
+                f"{node.shape}"
+            )
+        node.grad += g
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of `outputs` with respect to `inputs`, as `torch.autograd.grad`.
+
+    Leaves' `.grad` are untouched. With `create_graph=True` the returned gradients carry a
+    graph of their own and can be differentiated again.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
+    retain = create_graph if retain_graph is None else retain_graph
+    found = backpropagate(
+        outputs,
+        list(grad_outputs),
+        retain_graph=retain,
+        create_graph=create_graph,
+        accumulate=False,
+        inputs=inputs,
+    )
+    result: list[Tensor | None] = []
+    for i, t in enumerate(inputs):
+        g = found.get(id(t))
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad: input {i} (shape {t.shape}) was not used in the graph; "
+                "pass allow_unused=True to get None for it"
+            )
+        result.append(g)
+    return tuple(result)
+
+
+def once_differentiable(op: str, inputs: tuple[Tensor, ...], grads: Sequence[Any]) -> tuple:
+    """Wrap gradients that a fused kernel computed with numpy.
+
+    Under a plain backward they pass through. When a graph of the backward pass is being
+    recorded (`create_graph=True`), each becomes a node that raises if differentiated, so a
+    second derivative through `op` is an error, never a silently wrong number.
+    """
+    if not is_grad_enabled():
+        return tuple(g if g is None or isinstance(g, Tensor) else Tensor(g, dtype=g.dtype) for g in grads)
+
+    def refuse(g: Tensor, out: Tensor) -> tuple:
+        raise RuntimeError(f"{op}: double backward is not supported by this fused op")
+
+    return tuple(
+        None
+        if g is None
+        else Tensor._from_op(g.data if isinstance(g, Tensor) else g, inputs, f"{op}_backward", refuse)
+        for g in grads
+    )
