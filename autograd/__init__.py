@@ -24,6 +24,7 @@ from .grad_mode import (  # noqa: E402
     get_default_dtype,
     is_grad_enabled,
     no_grad,
+    retain_grads,
     scope,
     set_default_dtype,
     set_grad_enabled,
@@ -36,7 +37,7 @@ __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
     "zeros", "ones", "full", "zeros_like", "ones_like", "randn", "rand", "arange", "eye",
     "cat", "stack", "where", "maximum", "minimum", "grad", "gradcheck", "gradgradcheck",
-    "set_default_dtype", "get_default_dtype", "manual_seed", "generator", "scope",
+    "set_default_dtype", "get_default_dtype", "manual_seed", "generator", "scope", "retain_grads",
     "once_differentiable", "topological_order", "draw_graph", "save_graph",
 ]
 

@@ -16,6 +16,8 @@ _default_dtype: np.dtype = np.dtype(np.float32)
 # Innermost last. `nn.Module.__call__` pushes `(dotted_name, class_name)` here so that every
 # op created during the call remembers the modules it ran in (the graph drawing clusters them).
 _scope: tuple[Hashable, ...] = ()
+# Inside `retain_grads()`, results of ops keep their `.grad` after backward (for drawing).
+_retain_all: bool = False
 
 
 def is_grad_enabled() -> bool:
@@ -82,3 +84,15 @@ def scope(entry: Hashable) -> Iterator[None]:
         yield
     finally:
         _scope = previous
+
+
+@contextlib.contextmanager
+def retain_grads() -> Iterator[None]:
+    """Tensors made inside the block keep `.grad` after backward, as if `retain_grad()`."""
+    global _retain_all
+    previous = _retain_all
+    _retain_all = True
+    try:
+        yield
+    finally:
+        _retain_all = previous

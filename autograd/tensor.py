@@ -96,7 +96,7 @@ class Tensor:
         out._op = op
         out._op_args = op_args
         out._scope = grad_mode._scope
-        out._retains_grad = False
+        out._retains_grad = grad_mode._retain_all
         if grad_mode._grad_enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = parents
