@@ -248,7 +248,7 @@ def train(args: argparse.Namespace) -> int:
     test_predictions = np.zeros(0, dtype=np.int64)
     try:
         for epoch in range(len(history) + 1, config["epochs"] + 1):
-            loader.set_epoch(epoch)
+            loader.set_epoch(epoch - 1)  # the shuffle order is a function of (seed, epoch)
             start = time.perf_counter()
             train_loss, train_acc, _ = run_epoch(
                 model, loader, optimizer, f"epoch {epoch}/{config['epochs']}", progress
