@@ -25,7 +25,7 @@ def install() -> None:
         "__rpow__": _reflected(ew.pow),
         "__neg__": ew.neg,
         "__matmul__": linalg.matmul,
-        "__rmatmul__": lambda self, other: linalg.matmul(Tensor(other), self),
+        "__rmatmul__": _reflected(linalg.matmul),
         "__lt__": ew.lt,
         "__le__": ew.le,
         "__gt__": ew.gt,

@@ -280,8 +280,13 @@ def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
             visited.add(id(node))
             stack.append((node, True))
             for parent in reversed(node._parents):
-                if parent.requires_grad and id(parent) not in visited:
+                if not parent.requires_grad or id(parent) in visited:
+                    continue
+                if parent._parents:
                     stack.append((parent, False))
+                else:  # a leaf has no parents to wait for: place it at once
+                    visited.add(id(parent))
+                    order.append(parent)
     return order
 
 
@@ -320,10 +325,12 @@ def _root_grad(root: Tensor, grad: Any) -> Tensor:
                 f"backward: grad can be implicitly created only for one-element outputs; "
                 f"pass grad= for the output of shape {root.shape}"
             )
-        return Tensor(np.ones(root.shape, dtype=root.dtype))
-    grad = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=root.dtype))
+        return Tensor(np.ones(root.shape, dtype=root.dtype), dtype=root.dtype)
+    grad = grad if isinstance(grad, Tensor) else Tensor(grad, dtype=root.dtype)
     if grad.shape != root.shape:
-        raise ValueError(f"backward: grad of shape {grad.shape} for an output of shape {root.shape}")
+        raise ValueError(
+            f"backward: grad of shape {grad.shape} for an output of shape {root.shape}"
+        )
     return grad if grad.dtype == root.dtype else grad.astype(root.dtype)
 
 
@@ -347,16 +354,21 @@ def backpropagate(
         _accumulate(grads, owned, root, _root_grad(root, g), False, create_graph)
     wanted = {id(t) for t in inputs}
     captured: dict[int, Tensor] = {}
-    with grad_mode.enable_grad() if create_graph else grad_mode.no_grad():
+    # the closures record a graph of their own only for create_graph
+    previous_mode = is_grad_enabled()
+    grad_mode.set_grad_enabled(create_graph)
+    try:
         for node in reversed(topological_order(roots)):
-            g = grads.pop(id(node), None)
+            key = id(node)
+            g = grads.pop(key, None)
             if g is None:
                 continue
-            if id(node) in wanted:
-                captured[id(node)] = g
-            if accumulate and (node.is_leaf or node._retains_grad):
-                _store_grad(node, g.data, id(node) in owned)
-            if node.is_leaf:
+            if key in wanted:
+                captured[key] = g
+            is_leaf = not node._parents
+            if accumulate and (is_leaf or node._retains_grad):
+                _store_grad(node, g.data, key in owned)
+            if is_leaf:
                 continue
             if node._backward is None:
                 raise RuntimeError(
@@ -369,13 +381,18 @@ def backpropagate(
                 if pg is None or not parent.requires_grad:
                     continue
                 fitted = _fit_to_parent(pg, parent, node)
+                # a buffer nobody else holds (not `g`, not a view of it, not handed to two
+                # parents) can be summed into in place and kept as `.grad` without a copy
                 fresh = fitted is not pg or (
-                    not np.may_share_memory(pg.data, g.data)
+                    pg is not g
+                    and not np.may_share_memory(pg.data, g.data)
                     and sum(other is pg for other in parent_grads) == 1
                 )
                 _accumulate(grads, owned, parent, fitted, fresh, create_graph)
             if not retain_graph:
                 node._backward = None
+    finally:
+        grad_mode.set_grad_enabled(previous_mode)
     return captured
 
 
@@ -458,7 +475,9 @@ def once_differentiable(op: str, inputs: tuple[Tensor, ...], grads: Sequence[Any
     second derivative through `op` is an error, never a silently wrong number.
     """
     if not is_grad_enabled():
-        return tuple(g if g is None or isinstance(g, Tensor) else Tensor(g, dtype=g.dtype) for g in grads)
+        return tuple(
+            g if g is None or isinstance(g, Tensor) else Tensor(g, dtype=g.dtype) for g in grads
+        )
 
     def refuse(g: Tensor, out: Tensor) -> tuple:
         raise RuntimeError(f"{op}: double backward is not supported by this fused op")
@@ -466,6 +485,8 @@ def once_differentiable(op: str, inputs: tuple[Tensor, ...], grads: Sequence[Any
     return tuple(
         None
         if g is None
-        else Tensor._from_op(g.data if isinstance(g, Tensor) else g, inputs, f"{op}_backward", refuse)
+        else Tensor._from_op(
+            g.data if isinstance(g, Tensor) else g, inputs, f"{op}_backward", refuse
+        )
         for g in grads
     )

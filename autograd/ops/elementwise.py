@@ -14,19 +14,34 @@ _from_op = Tensor._from_op
 
 
 def lift(value: Any, like: Tensor) -> Tensor:
-    """`value` as a Tensor to combine with `like`; Python numbers take `like`'s dtype.
+    """`value` as a Tensor to combine with `like`; numbers and float arrays take `like`'s float
+    dtype.
 
-    So `float32 * 2.0` stays float32 (numpy 2 treats Python scalars as weak, too).
+    So `float32 * 2.0` stays float32 (numpy 2 treats Python scalars as weak, too), and a
+    float64 tensor never meets a constant that was rounded to float32 on the way in.
     """
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
-        if isinstance(value, bool):
-            return Tensor(np.asarray(value))
-        if like.dtype.kind == "f":
-            return Tensor(np.asarray(value, dtype=like.dtype))
-        return Tensor(value)  # int -> int64, float -> default float dtype
-    return Tensor(value)
+    if like.dtype.kind == "f":
+        python_int = isinstance(value, int) and not isinstance(value, (bool, np.generic))
+        if python_int or np.asarray(value).dtype.kind == "f":
+            return Tensor(value, dtype=like.dtype)
+    return Tensor(value)  # int -> int64, bool -> bool, float -> default float dtype
+
+
+def operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Both operands of a binary op as Tensors (numbers lifted to the Tensor's dtype).
+
+    An integer Tensor meeting a float one takes the float dtype, as in PyTorch: numpy would
+    make int64 + float32 a float64, breaking "float32 in, float32 out" (bools never upcast).
+    """
+    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    if a.dtype != b.dtype:
+        if a.dtype.kind == "f" and b.dtype.kind in "iu":
+            b = Tensor(b.data, dtype=a.dtype)  # integer data never requires grad
+        elif b.dtype.kind == "f" and a.dtype.kind in "iu":
+            a = Tensor(a.data, dtype=b.dtype)
+    return a, b
 
 
 def _broadcast(op: str, ufunc: np.ufunc, a: Tensor, b: Tensor) -> np.ndarray:
@@ -39,7 +54,7 @@ def _broadcast(op: str, ufunc: np.ufunc, a: Tensor, b: Tensor) -> np.ndarray:
 
 
 def add(a: Any, b: Any) -> Tensor:
-    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    a, b = operands(a, b)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         return g, g
@@ -48,7 +63,7 @@ def add(a: Any, b: Any) -> Tensor:
 
 
 def sub(a: Any, b: Any) -> Tensor:
-    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    a, b = operands(a, b)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         return g, (-g if b.requires_grad else None)
@@ -57,7 +72,7 @@ def sub(a: Any, b: Any) -> Tensor:
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    a, b = operands(a, b)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * b if a.requires_grad else None), (g * a if b.requires_grad else None)
@@ -66,9 +81,9 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
-    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    a, b = operands(a, b)
     if a.dtype.kind != "f" and b.dtype.kind != "f":  # true division of ints gives floats
-        a = Tensor(a.data, dtype=get_default_dtype())
+        a, b = Tensor(a.data, dtype=get_default_dtype()), Tensor(b.data, dtype=get_default_dtype())
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         ga = g / b if a.requires_grad else None
@@ -91,6 +106,8 @@ def pow(x: Any, exponent: Any) -> Tensor:  # noqa: A001 (Tensor.pow)
         x = lift(x, exponent)
     if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
         p = exponent
+        if isinstance(p, float) and x.dtype.kind != "f":  # int ** 0.5 is a float
+            x = Tensor(x.data, dtype=get_default_dtype())
 
         def backward_scalar(g: Tensor, out: Tensor) -> tuple:
             if p == 0:
@@ -99,7 +116,7 @@ def pow(x: Any, exponent: Any) -> Tensor:  # noqa: A001 (Tensor.pow)
 
         data = np.power(x.data, np.asarray(p, dtype=x.dtype) if x.dtype.kind == "f" else p)
         return _from_op(data, (x,), "pow", backward_scalar, exponent=p)
-    e = lift(exponent, x)
+    x, e = operands(x, exponent)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         gx = g * e * x ** (e - 1.0) if x.requires_grad else None
@@ -273,7 +290,7 @@ def _tie_split(a: Tensor, b: Tensor, a_wins: np.ndarray) -> tuple[np.ndarray, np
 
 
 def maximum(a: Any, b: Any) -> Tensor:
-    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    a, b = operands(a, b)
     data = _broadcast("maximum", np.maximum, a, b)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
@@ -284,7 +301,7 @@ def maximum(a: Any, b: Any) -> Tensor:
 
 
 def minimum(a: Any, b: Any) -> Tensor:
-    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    a, b = operands(a, b)
     data = _broadcast("minimum", np.minimum, a, b)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
@@ -299,7 +316,7 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = Tensor(a)
-    a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+    a, b = operands(a, b)
     try:
         data = np.where(cond, a.data, b.data)
     except ValueError:

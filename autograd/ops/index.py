@@ -16,7 +16,8 @@ def normalize_index(index: Any) -> Any:
     if isinstance(index, Tensor):
         return index.data
     if isinstance(index, list):
-        return np.asarray(index)
+        array = np.asarray(index)
+        return array.astype(np.intp) if array.size == 0 else array  # `[]` selects nothing
     if isinstance(index, tuple):
         return tuple(normalize_index(i) for i in index)
     return index

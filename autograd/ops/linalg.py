@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..tensor import Tensor
+from .elementwise import operands
 
 _from_op = Tensor._from_op
 
@@ -20,17 +23,18 @@ def _matmul_nd(a: Tensor, b: Tensor) -> Tensor:
     return _from_op(np.matmul(a.data, b.data), (a, b), "matmul", backward)
 
 
-def matmul(a: Tensor, b: Tensor) -> Tensor:
+def matmul(a: Any, b: Any) -> Tensor:
+    a, b = operands(a, b)  # an ndarray on either side becomes a Tensor
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: 0-d operand, shapes {a.shape} and {b.shape}")
     inner_a = a.shape[-1]
     inner_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
-    batch_a, batch_b = a.shape[:-2], b.shape[:-2]
-    try:
-        np.broadcast_shapes(batch_a, batch_b)
-        aligned = inner_a == inner_b
-    except ValueError:
-        aligned = False
+    aligned = inner_a == inner_b
+    if aligned and (a.ndim > 2 or b.ndim > 2):  # batch axes must broadcast too
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            aligned = False
     if not aligned:
         raise ValueError(
             f"matmul: shapes {a.shape} and {b.shape} are not aligned "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -49,13 +50,15 @@ def sum(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa
 
 def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     axes = normalize_axes("mean", axis, x.ndim, x.shape)
-    count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    count = math.prod(x.shape[a] for a in axes)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (expand_reduced(g, x.shape, axes) * (1.0 / (count or 1)),)
 
-    data = np.mean(x.data, axis=axes, keepdims=keepdims) if x.size else np.full(
-        np.sum(x.data, axis=axes, keepdims=keepdims).shape, np.nan, dtype=x.dtype
+    data = (
+        np.mean(x.data, axis=axes, keepdims=keepdims)
+        if x.size
+        else np.full(np.sum(x.data, axis=axes, keepdims=keepdims).shape, np.nan, dtype=x.dtype)
     )
     return _from_op(data, (x,), "mean", backward, axis=axis, keepdims=keepdims)
 
@@ -86,7 +89,7 @@ def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa
 
 def var(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     axes = normalize_axes("var", axis, x.ndim, x.shape)
-    count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    count = math.prod(x.shape[a] for a in axes)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         centred = x - x.mean(axis=axes, keepdims=True)
@@ -103,7 +106,7 @@ def std(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> 
 def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x))) without overflow: the max is taken out first."""
     axes = normalize_axes("logsumexp", axis, x.ndim, x.shape)
-    peak = np.max(x.data, axis=axes, keepdims=True)
+    peak = np.max(x.data, axis=axes, keepdims=True, initial=-np.inf)  # empty axis: -inf
     peak = np.where(np.isfinite(peak), peak, 0)
     kept = np.log(np.sum(np.exp(x.data - peak), axis=axes, keepdims=True)) + peak
 
@@ -117,7 +120,7 @@ def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along `axis`, shifted by the max so large logits don't overflow."""
     (a,) = normalize_axes("softmax", axis, x.ndim, x.shape)
-    e = np.exp(x.data - np.max(x.data, axis=a, keepdims=True))
+    e = np.exp(x.data - np.max(x.data, axis=a, keepdims=True, initial=-np.inf))
     data = e / np.sum(e, axis=a, keepdims=True)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
@@ -129,7 +132,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """x - logsumexp(x) along `axis`: never takes the log of an underflowed softmax."""
     (a,) = normalize_axes("log_softmax", axis, x.ndim, x.shape)
-    shifted = x.data - np.max(x.data, axis=a, keepdims=True)
+    shifted = x.data - np.max(x.data, axis=a, keepdims=True, initial=-np.inf)
     data = shifted - np.log(np.sum(np.exp(shifted), axis=a, keepdims=True))
 
     def backward(g: Tensor, out: Tensor) -> tuple:

@@ -37,17 +37,20 @@ def flatten(x: Tensor, start_axis: int = 0) -> Tensor:
     """Merge axes `start_axis..` into one: (N, C, H, W).flatten(1) is (N, C*H*W)."""
     if x.ndim == 0:
         return reshape(x, 1, op="flatten")
+    if not -x.ndim <= start_axis < x.ndim:
+        raise ValueError(f"flatten: start_axis {start_axis} out of range for shape {x.shape}")
     start = start_axis % x.ndim
     return reshape(x, *x.shape[:start], -1, op="flatten")
 
 
 def transpose(x: Tensor, *axes: Any) -> Tensor:
     """numpy's permutation of axes; no axes reverses them."""
-    perm = shape_arg(axes) if axes else tuple(reversed(range(x.ndim)))
-    if sorted(a % max(x.ndim, 1) for a in perm) != list(range(x.ndim)):
-        raise ValueError(f"transpose: axes {perm} are not a permutation for shape {x.shape}")
-    perm = tuple(a % x.ndim for a in perm)
-    inverse = tuple(np.argsort(perm).tolist())
+    ndim = x.ndim
+    requested = shape_arg(axes) if axes else tuple(reversed(range(ndim)))
+    perm = tuple(a % ndim for a in requested if -ndim <= a < ndim)
+    if sorted(perm) != list(range(ndim)) or len(perm) != len(requested):
+        raise ValueError(f"transpose: axes {requested} are not a permutation for shape {x.shape}")
+    inverse = tuple(sorted(range(ndim), key=perm.__getitem__))  # argsort of the permutation
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g.transpose(inverse),)
@@ -103,9 +106,7 @@ def sum_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     lead = x.ndim - len(shape)
     if lead < 0:
         raise ValueError(f"sum_to: cannot sum shape {x.shape} to {shape}")
-    stretched = tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1
-    )
+    stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
     if any(n != 1 and n != x.shape[lead + i] for i, n in enumerate(shape)):
         raise ValueError(f"sum_to: cannot sum shape {x.shape} to {shape}")
     data = np.sum(x.data, axis=tuple(range(lead)) + stretched, keepdims=True)
