@@ -98,7 +98,11 @@ def save_checkpoint(
     state: dict[str, np.ndarray] = {f"model.{k}": v for k, v in model.state_dict().items()}
     for key, value in optim.flatten_state_dict(optimizer.state_dict()).items():
         state[f"optimizer.{key}"] = value
-    meta = {**meta, "scheduler": scheduler.state_dict(), "rng": autograd.generator().bit_generator.state}
+    meta = {
+        **meta,
+        "scheduler": scheduler.state_dict(),
+        "rng": autograd.generator().bit_generator.state,
+    }
     state["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     nn.save(state, path)
 
@@ -119,14 +123,16 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], 
         meta = json.loads(state.pop("meta").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"checkpoint {path} has unreadable metadata: {error}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} has metadata that is not a JSON object")
     weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     optimizer = {k[len("optimizer.") :]: v for k, v in state.items() if k.startswith("optimizer.")}
     return meta, weights, optimizer
 
 
 def restore_model(meta: dict[str, Any], weights: dict[str, np.ndarray], path: Path) -> nn.Module:
-    model = build_model(meta.get("model", "?"))
     try:
+        model = build_model(meta.get("model", "?"))
         model.load_state_dict(weights)
     except (KeyError, ValueError) as error:
         raise CheckpointError(
@@ -177,11 +183,13 @@ def run_epoch(
 def draw_one_step(model: nn.Module, images: np.ndarray, labels: np.ndarray, path: str) -> Path:
     """Draw the graph of one training step (forward, loss, backward) with its gradients."""
     model.train()
+    rng_state = autograd.generator().bit_generator.state  # dropout here must not shift training
     with autograd.retain_grads():
         loss = F.cross_entropy(model(autograd.Tensor(normalise(images))), labels)
     loss.backward()
     written = autograd.save_graph(loss, path, params=model)
     model.zero_grad()
+    autograd.generator().bit_generator.state = rng_state
     return written
 
 
@@ -198,10 +206,17 @@ def train(args: argparse.Namespace) -> int:
     checkpoint_path = out / "model.npz"
     resume_meta = None
     if args.resume:
-        resume_meta, weights, optimizer_state = load_checkpoint(Path(args.resume) / "model.npz")
-        config = resume_meta["config"]
         out, checkpoint_path = Path(args.resume), Path(args.resume) / "model.npz"
+        resume_meta, weights, optimizer_state = load_checkpoint(checkpoint_path)
+        missing = {"config", "history", "rng"} - set(resume_meta)
+        if missing:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path} cannot be resumed: its metadata lacks "
+                f"{', '.join(sorted(missing))}"
+            )
+        config = resume_meta["config"]
         config["epochs"] = args.epochs or config["epochs"]
+        config["dataset"] = args.dataset or config.get("dataset") or "ylecun/mnist"
     else:
         defaults = DEFAULTS[args.model]
         config = {
@@ -212,10 +227,10 @@ def train(args: argparse.Namespace) -> int:
             "lr": args.lr or defaults["lr"],
             "seed": args.seed,
             "limit": args.limit,
-            "dataset": args.dataset,
+            "dataset": args.dataset or "ylecun/mnist",
         }
-    out.mkdir(parents=True, exist_ok=True)
-    train_x, train_y, test_x, test_y = load_data(args.dataset, config["limit"])
+    train_x, train_y, test_x, test_y = load_data(config["dataset"], config["limit"])
+    out.mkdir(parents=True, exist_ok=True)  # after loading: a bad --dataset leaves nothing
 
     autograd.manual_seed(config["seed"])
     model = build_model(config["model"])
@@ -226,10 +241,13 @@ def train(args: argparse.Namespace) -> int:
         model = restore_model(resume_meta, weights, checkpoint_path)
         optimizer = build_optimizer(model, config["optimizer"], config["lr"])
         optimizer.load_state_dict(optim.unflatten_state_dict(optimizer_state))
-        scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
-        scheduler.load_state_dict(resume_meta["scheduler"])
-        autograd.generator().bit_generator.state = resume_meta["rng"]
         history = resume_meta["history"]
+        # Rebuilt at its saved position rather than loaded: creating a scheduler sets the lr,
+        # and `--epochs` may have stretched the schedule (T_max) since the checkpoint.
+        scheduler = optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=config["epochs"], last_epoch=len(history) - 1
+        )
+        autograd.generator().bit_generator.state = resume_meta["rng"]
         print(f"resuming {checkpoint_path} after epoch {len(history)}")
 
     if args.draw_graph:
@@ -392,18 +410,22 @@ def evaluate(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint)
     meta, weights, _ = load_checkpoint(path)
     model = restore_model(meta, weights, path)
-    test_x, test_y = load_mnist(args.dataset, split="test")
+    test_x, test_y = load_mnist(args.dataset or "ylecun/mnist", split="test")
     progress = not args.no_progress and sys.stderr.isatty()
-    _, accuracy, _ = run_epoch(model, DataLoader(test_x, test_y, batch_size=1000), None,
-                               "evaluate", progress)
+    _, accuracy, _ = run_epoch(
+        model, DataLoader(test_x, test_y, batch_size=1000), None, "evaluate", progress
+    )
     print(f"test accuracy: {accuracy:.4f}")
     return 0
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dataset", default="ylecun/mnist",
-                        help="hub id, or a local folder in the hub's parquet layout")
+    common.add_argument(
+        "--dataset",
+        help="hub id, or a local folder in the hub's parquet layout (default: ylecun/mnist; "
+        "--resume: the run's own)",
+    )
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
     if argv[:1] == ["evaluate"]:
         parser = argparse.ArgumentParser(prog="train_mnist.py evaluate", parents=[common])
@@ -419,13 +441,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", choices=sorted(DEFAULTS), default="mlp")
     parser.add_argument("--epochs", type=int, help="default: 20 (mlp), 8 (cnn)")
     parser.add_argument("--batch-size", type=int, help="default: 128")
-    parser.add_argument("--optimizer", choices=["sgd", "adam"], help="default: sgd (mlp), adam (cnn)")
+    parser.add_argument(
+        "--optimizer", choices=["sgd", "adam"], help="default: sgd (mlp), adam (cnn)"
+    )
     parser.add_argument("--lr", type=float, help="peak learning rate (cosine schedule)")
     parser.add_argument("--limit", type=int, help="train on the first N training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/mnist", help="output folder")
     parser.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
-    parser.add_argument("--draw-graph", metavar="FILE", help="draw one training step (.svg .png .dot)")
+    parser.add_argument(
+        "--draw-graph", metavar="FILE", help="draw one training step (.svg .png .dot)"
+    )
     args = parser.parse_args(argv)
     args.command = "train"
     return args

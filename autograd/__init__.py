@@ -18,7 +18,6 @@ from .creation import (  # noqa: E402
     zeros,
     zeros_like,
 )
-from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .grad_mode import (  # noqa: E402
     enable_grad,
     get_default_dtype,
@@ -29,6 +28,7 @@ from .grad_mode import (  # noqa: E402
     set_default_dtype,
     set_grad_enabled,
 )
+from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .ops.elementwise import maximum, minimum, where  # noqa: E402
 from .ops.shape import cat, stack  # noqa: E402
 from .tensor import Tensor, grad, once_differentiable, topological_order  # noqa: E402
