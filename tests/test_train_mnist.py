@@ -401,3 +401,19 @@ def test_cnn_runs(tmp_path: Path) -> None:
     assert 0.0 <= m["test_accuracy"] <= 1.0 and np.isfinite(m["history"][0]["train_loss"])
     assert "256 training" in stdout
     assert "model.0.weight" in nn.load(tmp_path / "model.npz")  # the first conv
+
+
+def test_random_shift_moves_each_image_within_bounds() -> None:
+    images = np.zeros((64, 28, 28), dtype=np.uint8)
+    images[:, 10:18, 12:16] = 255  # a bar well inside the frame
+    shifted = train_mnist.random_shift(images, np.random.default_rng(0), 2)
+    assert shifted.shape == images.shape and shifted.dtype == np.uint8
+    moves = set()
+    for original, moved in zip(images, shifted, strict=True):
+        rows, cols = np.nonzero(moved)
+        dy, dx = rows.min() - 10, cols.min() - 12
+        assert abs(dy) <= 2 and abs(dx) <= 2
+        assert moved.sum() == original.sum()  # the bar moved whole, nothing cut off
+        np.testing.assert_array_equal(np.roll(original, (dy, dx), axis=(0, 1)), moved)
+        moves.add((int(dy), int(dx)))
+    assert len(moves) > 10  # many different shifts, not one
