@@ -12,6 +12,8 @@ operand's shape in one place (`_fit_to_parent`), never op by op.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -21,6 +23,9 @@ from . import grad_mode
 from .grad_mode import get_default_dtype, is_grad_enabled
 
 Backward = Callable[["Tensor", "Tensor"], Sequence["Tensor | None"]]
+# Numbers op results as they are made: a tensor's number is above its inputs' (see
+# `backpropagate`). Leaves get 0.
+_op_counter = itertools.count(1)
 
 
 def as_array(data: Any, dtype: Any = None) -> np.ndarray:
@@ -57,6 +62,7 @@ class Tensor:
         "_op_args",
         "_scope",
         "_retains_grad",
+        "_seq",
         "__weakref__",
     )
     __array_ufunc__ = None  # numpy hands `ndarray + Tensor` to Tensor.__radd__
@@ -78,6 +84,7 @@ class Tensor:
         self._op_args: dict[str, Any] = {}
         self._scope = grad_mode.current_scope()
         self._retains_grad = False
+        self._seq = 0
 
     @classmethod
     def _from_op(
@@ -97,14 +104,39 @@ class Tensor:
         out._op_args = op_args
         out._scope = grad_mode._scope
         out._retains_grad = grad_mode._retain_all
-        if grad_mode._grad_enabled and any(p.requires_grad for p in parents):
-            out.requires_grad = True
-            out._parents = parents
-            out._backward = backward
-        else:  # nothing to differentiate: keep no reference to the inputs
-            out.requires_grad = False
-            out._parents = ()
-            out._backward = None
+        out.requires_grad = False
+        out._parents = ()
+        out._backward = None
+        out._seq = 0
+        if grad_mode._grad_enabled:
+            for parent in parents:  # a loop, not any(genexpr): this runs for every op
+                if parent.requires_grad:
+                    out.requires_grad = True
+                    out._parents = parents
+                    out._backward = backward
+                    out._seq = next(_op_counter)
+                    break
+        return out  # without grad to record, it keeps no reference to the inputs
+
+    @classmethod
+    def _from_array(cls, data: np.ndarray) -> Tensor:
+        """A tensor around an array numpy just made, taken as it is (no dtype rule, no copy).
+
+        The cheap wrapper for gradients that the engine and fused kernels compute in numpy:
+        `Tensor(a, dtype=a.dtype)` does the same with checks, at ~4x the cost.
+        """
+        out = cls.__new__(cls)
+        out.data = data
+        out.grad = None
+        out.requires_grad = False
+        out.name = None
+        out._parents = ()
+        out._backward = None
+        out._op = None
+        out._op_args = {}
+        out._scope = grad_mode._scope
+        out._retains_grad = False
+        out._seq = 0
         return out
 
     # ----- attributes -------------------------------------------------------------------
@@ -265,28 +297,27 @@ def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors that require grad reachable from `roots`, every tensor after all its parents.
 
     Iterative depth-first search (no recursion limit); lists, not sets, keep it deterministic.
+    Tensors hash by identity, so the visited set holds them directly.
     """
     order: list[Tensor] = []
-    visited: set[int] = set()
+    visited: set[Tensor] = set()
     for root in roots:
         stack: list[tuple[Tensor, bool]] = [(root, False)]
         while stack:
             node, expanded = stack.pop()
             if expanded:
                 order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            for parent in reversed(node._parents):
-                if not parent.requires_grad or id(parent) in visited:
-                    continue
-                if parent._parents:
-                    stack.append((parent, False))
-                else:  # a leaf has no parents to wait for: place it at once
-                    visited.add(id(parent))
-                    order.append(parent)
+            elif node not in visited:
+                visited.add(node)
+                stack.append((node, True))
+                for parent in reversed(node._parents):
+                    if not parent.requires_grad or parent in visited:
+                        continue
+                    if parent._parents:
+                        stack.append((parent, False))
+                    else:  # a leaf has no parents to wait for: place it at once
+                        visited.add(parent)
+                        order.append(parent)
     return order
 
 
@@ -325,7 +356,7 @@ def _root_grad(root: Tensor, grad: Any) -> Tensor:
                 f"backward: grad can be implicitly created only for one-element outputs; "
                 f"pass grad= for the output of shape {root.shape}"
             )
-        return Tensor(np.ones(root.shape, dtype=root.dtype), dtype=root.dtype)
+        return Tensor._from_array(np.array(1, dtype=root.dtype).reshape(root.shape))
     grad = grad if isinstance(grad, Tensor) else Tensor(grad, dtype=root.dtype)
     if grad.shape != root.shape:
         raise ValueError(
@@ -347,29 +378,33 @@ def backpropagate(
 
     With `accumulate`, leaves (and tensors that called `retain_grad`) get `.grad` += their
     gradient. Gradients are summed in place where the engine owns the buffer.
+
+    Order: every op result is numbered as it is made (`_seq`), so always after its inputs.
+    Tensors that have started to receive gradient wait in a heap and leave it highest number
+    first: each one after every tensor made from it, when its gradient is complete. So there
+    is no separate graph walk, and only tensors that gradient reaches are visited. (Dicts and
+    sets here hold Tensors as keys: they hash by identity.)
     """
-    grads: dict[int, Tensor] = {}
-    owned: set[int] = set()  # ids whose gradient buffer nobody else holds: safe to += into
+    grads: dict[Tensor, Tensor] = {}  # the gradient summed so far for each tensor
+    owned: set[Tensor] = set()  # tensors whose gradient buffer nobody else holds: += is safe
+    waiting: list[tuple[int, Tensor]] = []  # heap of (-_seq, op result)
     for root, g in zip(roots, root_grads, strict=True):
+        if root._parents and root not in grads:
+            heapq.heappush(waiting, (-root._seq, root))
         _accumulate(grads, owned, root, _root_grad(root, g), False, create_graph)
-    wanted = {id(t) for t in inputs}
+    wanted = set(inputs)
     captured: dict[int, Tensor] = {}
     # the closures record a graph of their own only for create_graph
-    previous_mode = is_grad_enabled()
-    grad_mode.set_grad_enabled(create_graph)
+    previous_mode = grad_mode._grad_enabled
+    grad_mode._grad_enabled = create_graph
     try:
-        for node in reversed(topological_order(roots)):
-            key = id(node)
-            g = grads.pop(key, None)
-            if g is None:
-                continue
-            if key in wanted:
-                captured[key] = g
-            is_leaf = not node._parents
-            if accumulate and (is_leaf or node._retains_grad):
-                _store_grad(node, g.data, key in owned)
-            if is_leaf:
-                continue
+        while waiting:
+            node = heapq.heappop(waiting)[1]
+            g = grads.pop(node)
+            if node in wanted:
+                captured[id(node)] = g
+            if accumulate and node._retains_grad:
+                _store_grad(node, g.data, node in owned)
             if node._backward is None:
                 raise RuntimeError(
                     f"backward: the graph through '{node._op}' was freed by an earlier "
@@ -377,41 +412,72 @@ def backpropagate(
                     "differentiate through it twice"
                 )
             parent_grads = node._backward(g, node)
-            for parent, pg in zip(node._parents, parent_grads, strict=True):
-                if pg is None or not parent.requires_grad:
-                    continue
-                fitted = _fit_to_parent(pg, parent, node)
-                # a buffer nobody else holds (not `g`, not a view of it, not handed to two
-                # parents) can be summed into in place and kept as `.grad` without a copy
-                fresh = fitted is not pg or (
-                    pg is not g
-                    and not np.may_share_memory(pg.data, g.data)
-                    and sum(other is pg for other in parent_grads) == 1
-                )
-                _accumulate(grads, owned, parent, fitted, fresh, create_graph)
             if not retain_graph:
                 node._backward = None
+            parents = node._parents
+            if len(parent_grads) != len(parents):  # (cheaper than zip's strict=True)
+                raise RuntimeError(
+                    f"{node._op}: backward returned {len(parent_grads)} gradients for "
+                    f"{len(parents)} inputs"
+                )
+            # one object handed to two parents is nobody's own (None repeats count too: safe)
+            distinct = len(parents) == 1 or len({id(p) for p in parent_grads}) == len(parents)
+            for parent, pg in zip(parents, parent_grads):  # noqa: B905 (lengths checked)
+                if pg is None or not parent.requires_grad:
+                    continue
+                a, b = pg.data, g.data
+                if a.shape != parent.data.shape or a.dtype != parent.data.dtype:
+                    pg, fresh = _fit_to_parent(pg, parent, node), True  # a new buffer
+                else:  # a buffer that is not `g`'s, nor a view of it, is the closure's own
+                    # (arrays that own their memory share it only if they are the same array;
+                    # a view of a buffer the closure just made, e.g. conv2d's input gradient,
+                    # counts as its own too)
+                    fresh = distinct and not (
+                        a is b or (a.base is not None or b.base is not None) and _overlap(a, b)
+                    )
+                if parent in grads:
+                    _accumulate(grads, owned, parent, pg, fresh, create_graph)
+                else:  # the first gradient to arrive: keep it, and wait for the rest
+                    grads[parent] = pg
+                    if fresh:
+                        owned.add(parent)
+                    if parent._parents:
+                        heapq.heappush(waiting, (-parent._seq, parent))
     finally:
-        grad_mode.set_grad_enabled(previous_mode)
+        grad_mode._grad_enabled = previous_mode
+    for leaf, g in grads.items():  # what is left are the leaves' summed gradients
+        if leaf in wanted:
+            captured[id(leaf)] = g
+        if accumulate:
+            _store_grad(leaf, g.data, leaf in owned)
     return captured
 
 
+_overlap = np.may_share_memory
+
+
 def _accumulate(
-    grads: dict[int, Tensor], owned: set[int], node: Tensor, g: Tensor, fresh: bool, graph: bool
+    grads: dict[Tensor, Tensor],
+    owned: set[Tensor],
+    node: Tensor,
+    g: Tensor,
+    fresh: bool,
+    graph: bool,
 ) -> None:
-    key = id(node)
-    previous = grads.get(key)
+    """Add the gradient `g` to what `node` has received so far (`fresh`: nobody else holds
+    `g`'s buffer)."""
+    previous = grads.get(node)
     if previous is None:
-        grads[key] = g
+        grads[node] = g
         if fresh:
-            owned.add(key)
+            owned.add(node)
     elif graph:
-        grads[key] = previous + g  # recorded, so the sum itself can be differentiated
-    elif key in owned:
+        grads[node] = previous + g  # recorded, so the sum itself can be differentiated
+    elif node in owned:
         np.add(previous.data, g.data, out=previous.data)
     else:
-        grads[key] = Tensor(previous.data + g.data, dtype=previous.dtype)
-        owned.add(key)
+        grads[node] = Tensor._from_array(previous.data + g.data)
+        owned.add(node)
 
 
 def _store_grad(node: Tensor, g: np.ndarray, owned: bool) -> None:
@@ -476,7 +542,7 @@ def once_differentiable(op: str, inputs: tuple[Tensor, ...], grads: Sequence[Any
     """
     if not is_grad_enabled():
         return tuple(
-            g if g is None or isinstance(g, Tensor) else Tensor(g, dtype=g.dtype) for g in grads
+            g if g is None or isinstance(g, Tensor) else Tensor._from_array(g) for g in grads
         )
 
     def refuse(g: Tensor, out: Tensor) -> tuple:

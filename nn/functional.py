@@ -155,37 +155,48 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     `x @ weight.T + bias` with Tensor-op backward.
     """
     x, weight = _tensor(x), _tensor(weight)
-    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+    x_data, w_data = x.data, weight.data
+    if w_data.ndim != 2 or x_data.ndim == 0 or x_data.shape[-1] != w_data.shape[1]:
         raise ValueError(
             f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} "
             f"(expected (..., {weight.shape[-1]}) for weight (out, in))"
         )
-    out_features, in_features = weight.shape
-    data = x.data @ weight.data.T
-    if bias is not None:
+    out_features, in_features = w_data.shape
+    data = x_data @ w_data.T
+    if bias is None:
+        parents: tuple[Tensor, ...] = (x, weight)
+    else:
         bias = _tensor(bias)
-        if bias.shape != (out_features,):
+        if bias.data.shape != (out_features,):
             raise ValueError(
                 f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}"
             )
         data += bias.data
-    parents = (x, weight) if bias is None else (x, weight, bias)
+        parents = (x, weight, bias)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         if is_grad_enabled():  # create_graph: differentiate the composed twin instead
             return _recorded_backward(_linear_composed, (x, weight, bias), g)[: len(parents)]
-        rows = g.data.reshape(-1, out_features)  # batch axes flattened: (M, out)
-        grads = (
-            g.data @ weight.data if x.requires_grad else None,
-            rows.T @ x.data.reshape(-1, in_features) if weight.requires_grad else None,
-            rows.sum(axis=0) if bias is not None and bias.requires_grad else None,
-        )
-        return tuple(None if a is None else Tensor(a, dtype=a.dtype) for a in grads[: len(parents)])
+        wrap = Tensor._from_array
+        gx = gw = gb = None
+        if x.requires_grad:
+            gx = wrap(g.data @ w_data)
+        if weight.requires_grad:
+            rows = g.data.reshape(-1, out_features)  # batch axes flattened: (M, out)
+            gw = wrap(rows.T @ x_data.reshape(-1, in_features))
+        if bias is None:
+            return gx, gw
+        if bias.requires_grad:
+            gb = wrap(g.data.reshape(-1, out_features).sum(axis=0))
+        return gx, gw, gb
 
     return Tensor._from_op(data, parents, "linear", backward)
 
 
 # ----- losses over class indices ------------------------------------------------------------
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}  # by itemsize
+
+
 def _class_targets(op: str, scores: Tensor, target: Any) -> np.ndarray:
     """Integer class indices shaped like `scores` without its class axis 1, checked."""
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
@@ -205,7 +216,8 @@ def _class_targets(op: str, scores: Tensor, target: Any) -> np.ndarray:
             f"(expected target shape {expected})"
         )
     classes = scores.shape[1]
-    if t.size:
+    # one max over the indices read as unsigned ints: negative ones turn huge and fail it too
+    if t.size and t.view(_UNSIGNED[t.itemsize]).max() >= classes:
         low, high = t.min(), t.max()
         if low < 0 or high >= classes:
             bad = int(low if low < 0 else high)
@@ -289,8 +301,8 @@ def cross_entropy(
         if reduction == "none":
             scale = g.data.reshape(-1, 1)
             target_scale = (1.0 - eps) * scale[:, 0]
-        else:
-            scale = g.data / count if reduction == "mean" else g.data
+        else:  # a 0-d gradient: Python floats keep the arithmetic off numpy's scalar path
+            scale = float(g.data) / count if reduction == "mean" else float(g.data)
             target_scale = (1.0 - eps) * scale
         dz = probs * scale  # (softmax - q) * scale with q = (1 - eps) onehot + eps / C
         dz[rows, labels] -= target_scale
@@ -298,7 +310,7 @@ def cross_entropy(
             dz -= (eps / classes) * scale
         if logits.ndim > 2:
             dz = np.moveaxis(dz.reshape(t.shape + (classes,)), -1, 1)
-        return (Tensor(dz, dtype=dz.dtype),)
+        return (Tensor._from_array(dz),)
 
     return Tensor._from_op(
         np.asarray(data, dtype=logits.dtype),
@@ -739,7 +751,7 @@ def batch_norm(
             grads.append(g_xhat_sum.reshape(channels) if weight.requires_grad else None)
         if bias is not None:
             grads.append(g_sum.reshape(channels) if bias.requires_grad else None)
-        return tuple(None if a is None else Tensor(a, dtype=a.dtype) for a in grads)
+        return tuple(None if a is None else Tensor._from_array(a) for a in grads)
 
     return Tensor._from_op(
         data, parents, "batch_norm", backward, training=training, momentum=momentum, eps=eps

@@ -37,8 +37,9 @@ from autograd import Tensor, grad_mode
 # Bumped whenever any module's tree changes (a submodule assigned or deleted): the name
 # tables that `__call__` caches on a root are valid only for the version they were built at.
 _structure_version = 0
-# `{id(module): dotted_name}` of the root module being called, None outside any call.
-_current_names: dict[int, str] | None = None
+# `{id(module): (dotted_name, class_name)}` of the root module being called, None outside any
+# call.
+_current_names: dict[int, tuple[str, str]] | None = None
 
 
 class Parameter(Tensor):
@@ -94,29 +95,30 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         global _current_names
         outer = _current_names
-        name = outer.get(id(self)) if outer is not None else None
-        if name is None:  # called from outside: this module roots the dotted names
+        entry = outer.get(id(self)) if outer is not None else None
+        if entry is None:  # called from outside: this module roots the dotted names
             _current_names = self._names_in_tree()
-            name = ""
+            entry = _current_names[id(self)]  # ("", class name)
         # push the scope entry: what `with autograd.scope(entry):` does, inlined because a
         # generator-based context manager costs ~10x more, on every call of every module
         outer_scope = grad_mode._scope
-        grad_mode._scope = outer_scope + ((name, type(self).__name__),)
+        grad_mode._scope = outer_scope + (entry,)
         try:
             return self.forward(*args, **kwargs)
         finally:
             grad_mode._scope = outer_scope
             _current_names = outer
 
-    def _names_in_tree(self) -> dict[int, str]:
-        """`{id(module): dotted name}` for this module's tree, cached until the tree changes."""
+    def _names_in_tree(self) -> dict[int, tuple[str, str]]:
+        """`{id(module): (dotted name, class name)}` (the scope entries) for this module's tree,
+        cached until the tree changes."""
         cached = self.__dict__.get("_names_cache")
         # the id check rejects a table copied along by copy.deepcopy or pickling
         if cached is not None and cached[0] == _structure_version and cached[1] == id(self):
             return cached[2]
-        names: dict[int, str] = {}
+        names: dict[int, tuple[str, str]] = {}
         for name, module in self.named_modules():
-            names.setdefault(id(module), name)
+            names.setdefault(id(module), (name, type(module).__name__))
         self.__dict__["_names_cache"] = (_structure_version, id(self), names)
         return names
 

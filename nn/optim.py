@@ -139,21 +139,25 @@ class Optimizer:
                 loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
+                grad = p.grad
+                if grad is None:
                     continue
-                if p.grad.shape != p.shape:
+                if grad.shape != p.data.shape:
                     raise ValueError(
-                        f"{type(self).__name__}: grad of shape {p.grad.shape} for "
+                        f"{type(self).__name__}: grad of shape {grad.shape} for "
                         f"a parameter of shape {p.shape}"
                     )
-                self._update(p.data, p.grad, self.state.setdefault(p, {}), group, self._scratch(p))
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {}
+                self._update(p.data, grad, state, group, self._scratch(p))
         return loss
 
     def _scratch(self, p: Tensor) -> np.ndarray:
         """A work buffer shaped like `p`, kept between steps: allocating a fresh one per step
         costs more than the arithmetic for large parameters (page faults)."""
         work = self._work.get(p)
-        if work is None or work.shape != p.shape or work.dtype != p.dtype:
+        if work is None or work.shape != p.data.shape or work.dtype != p.data.dtype:
             work = self._work[p] = np.empty_like(p.data)
         return work
 

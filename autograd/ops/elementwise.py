@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import grad_mode
 from ..grad_mode import get_default_dtype
 from ..tensor import Tensor
 
@@ -179,7 +180,10 @@ def sigmoid(x: Tensor) -> Tensor:
 
 def relu(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
-        return (g * (out.data > 0),)  # the mask is constant: relu'' = 0
+        mask = out.data > 0  # constant: relu'' = 0
+        if grad_mode._grad_enabled:  # create_graph: record the product
+            return (g * mask,)
+        return (Tensor._from_array(np.multiply(g.data, mask)),)  # plain backward: numpy only
 
     return _from_op(np.maximum(x.data, 0), (x,), "relu", backward)
 
