@@ -104,19 +104,22 @@ class Tensor:
         out._op_args = op_args
         out._scope = grad_mode._scope
         out._retains_grad = grad_mode._retain_all
-        out.requires_grad = False
-        out._parents = ()
-        out._backward = None
-        out._seq = 0
+        record = False
         if grad_mode._grad_enabled:
             for parent in parents:  # a loop, not any(genexpr): this runs for every op
                 if parent.requires_grad:
-                    out.requires_grad = True
-                    out._parents = parents
-                    out._backward = backward
-                    out._seq = next(_op_counter)
+                    record = True
                     break
-        return out  # without grad to record, it keeps no reference to the inputs
+        out.requires_grad = record
+        if record:
+            out._parents = parents
+            out._backward = backward
+            out._seq = next(_op_counter)
+        else:  # nothing to differentiate: keep no reference to the inputs
+            out._parents = ()
+            out._backward = None
+            out._seq = 0
+        return out
 
     @classmethod
     def _from_array(cls, data: np.ndarray) -> Tensor:
@@ -357,12 +360,13 @@ def _root_grad(root: Tensor, grad: Any) -> Tensor:
                 f"pass grad= for the output of shape {root.shape}"
             )
         return Tensor._from_array(np.array(1, dtype=root.dtype).reshape(root.shape))
-    grad = grad if isinstance(grad, Tensor) else Tensor(grad, dtype=root.dtype)
-    if grad.shape != root.shape:
+    if not isinstance(grad, Tensor):  # an array (or anything np.asarray takes)
+        grad = Tensor._from_array(np.asarray(grad, dtype=root.data.dtype))
+    if grad.data.shape != root.data.shape:
         raise ValueError(
             f"backward: grad of shape {grad.shape} for an output of shape {root.shape}"
         )
-    return grad if grad.dtype == root.dtype else grad.astype(root.dtype)
+    return grad if grad.data.dtype == root.data.dtype else grad.astype(root.dtype)
 
 
 def backpropagate(
@@ -388,7 +392,9 @@ def backpropagate(
     grads: dict[Tensor, Tensor] = {}  # the gradient summed so far for each tensor
     owned: set[Tensor] = set()  # tensors whose gradient buffer nobody else holds: += is safe
     waiting: list[tuple[int, Tensor]] = []  # heap of (-_seq, op result)
-    for root, g in zip(roots, root_grads, strict=True):
+    if len(roots) != len(root_grads):
+        raise ValueError(f"backward: {len(root_grads)} gradients for {len(roots)} outputs")
+    for root, g in zip(roots, root_grads):  # noqa: B905 (lengths checked: cheaper than strict)
         if root._parents and root not in grads:
             heapq.heappush(waiting, (-root._seq, root))
         _accumulate(grads, owned, root, _root_grad(root, g), False, create_graph)
@@ -420,8 +426,13 @@ def backpropagate(
                     f"{node._op}: backward returned {len(parent_grads)} gradients for "
                     f"{len(parents)} inputs"
                 )
-            # one object handed to two parents is nobody's own (None repeats count too: safe)
-            distinct = len(parents) == 1 or len({id(p) for p in parent_grads}) == len(parents)
+            # one buffer handed to two parents is nobody's own (repeated Nones count too: safe)
+            n = len(parents)
+            distinct = n == 1 or (
+                parent_grads[0] is not parent_grads[1]
+                if n == 2
+                else len({id(p) for p in parent_grads}) == n
+            )
             for parent, pg in zip(parents, parent_grads):  # noqa: B905 (lengths checked)
                 if pg is None or not parent.requires_grad:
                     continue

@@ -490,15 +490,16 @@ def conv2d(
         if bias is not None and bias.requires_grad:
             gb = d.sum(axis=0)
         if x.requires_grad:
-            # grad of the im2col buffer, then col2im: each kernel offset (i, j) adds its
-            # columns back onto the input positions it read (one strided add per offset)
-            dcols = (d @ w_rows).reshape(n, ho, wo, kh, kw, c)
-            dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dcols.dtype)
+            # col2im one kernel offset (i, j) at a time: the gradient of the columns that
+            # offset read, d @ w[:, :, i, j] (N*Ho*Wo, C), adds back onto the input positions
+            # it read. Never building the whole (N*Ho*Wo, kh*kw*C) gradient buffer saves its
+            # memory (29 MB for the benchmark CNN's second conv) and time (contiguous adds).
+            w_blocks = w_rows.reshape(o, kh, kw, c)
+            dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=d.dtype)
             for i in range(kh):
                 for j in range(kw):
-                    dxp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += dcols[
-                        :, :, :, i, j
-                    ]
+                    dcols = (d @ w_blocks[:, i, j, :]).reshape(n, ho, wo, c)
+                    dxp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += dcols
             gx = dxp[:, ph : ph + h, pw : pw + w].transpose(0, 3, 1, 2)
         return once_differentiable("conv2d", parents + (g,), (gx, gw, gb)[: len(parents)])
 

@@ -89,7 +89,10 @@ class Optimizer:
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
         self.state: dict[Tensor, dict[str, Any]] = {}
-        self._work: dict[Tensor, np.ndarray] = {}  # scratch buffers (not state, not saved)
+        # scratch space (not state, not saved): one flat buffer per dtype, as large as the
+        # largest parameter, and each parameter's view of it
+        self._scratch: dict[np.dtype, np.ndarray] = {}
+        self._work: dict[Tensor, np.ndarray] = {}
         self.param_groups: list[dict[str, Any]] = []
         params = [params] if isinstance(params, Tensor) else list(params)
         if not params:
@@ -139,10 +142,10 @@ class Optimizer:
                 loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
-                grad = p.grad
+                grad, data = p.grad, p.data
                 if grad is None:
                     continue
-                if grad.shape != p.data.shape:
+                if grad.shape != data.shape:
                     raise ValueError(
                         f"{type(self).__name__}: grad of shape {grad.shape} for "
                         f"a parameter of shape {p.shape}"
@@ -150,15 +153,25 @@ class Optimizer:
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = {}
-                self._update(p.data, grad, state, group, self._scratch(p))
+                work = self._work.get(p)
+                if work is None or work.shape != data.shape or work.dtype != data.dtype:
+                    work = self._work_buffer(p)
+                self._update(data, grad, state, group, work)
         return loss
 
-    def _scratch(self, p: Tensor) -> np.ndarray:
-        """A work buffer shaped like `p`, kept between steps: allocating a fresh one per step
-        costs more than the arithmetic for large parameters (page faults)."""
-        work = self._work.get(p)
-        if work is None or work.shape != p.data.shape or work.dtype != p.data.dtype:
-            work = self._work[p] = np.empty_like(p.data)
+    def _work_buffer(self, p: Tensor) -> np.ndarray:
+        """Scratch space shaped like `p`: a view of one buffer that all parameters share.
+
+        Kept between steps, because allocating a fresh buffer per step costs more than the
+        arithmetic for large parameters (page faults); shared, because a buffer per parameter
+        would add the model's size again to the peak memory of training.
+        """
+        data = p.data
+        flat = self._scratch.get(data.dtype)
+        if flat is None or flat.size < data.size:
+            flat = self._scratch[data.dtype] = np.empty(data.size, dtype=data.dtype)
+            self._work.clear()  # views of the smaller buffer: remake them on their next use
+        work = self._work[p] = flat[: data.size].reshape(data.shape)
         return work
 
     def _update(
@@ -298,25 +311,36 @@ class SGD(Optimizer):
     def _update(
         self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict, work: np.ndarray
     ) -> None:
-        momentum, decay = group["momentum"], group["weight_decay"]
-        if decay:
-            g = g + decay * p  # a new array: p.grad itself stays untouched
-        if momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype)
-                state["step"] = 1
+        # in place, with `work` as the only scratch: no temporaries the size of the parameter
+        momentum, decay, lr = group["momentum"], group["weight_decay"], group["lr"]
+        if decay:  # d = g + decay * p, built in `work` (p.grad itself stays untouched)
+            d = np.multiply(p, decay, out=work)
+            d += g
+        else:
+            d = g
+        if not momentum:
+            np.multiply(d, lr, out=work)
+            p -= work
+            return
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = np.array(d, dtype=p.dtype)
+            state["step"] = 1
+        else:
+            buf *= momentum
+            if group["dampening"]:
+                buf += (1.0 - group["dampening"]) * d
             else:
-                buf *= momentum
-                if group["dampening"]:
-                    buf += (1.0 - group["dampening"]) * g
-                else:
-                    buf += g
-                state["step"] += 1
-                if self.flush_every and state["step"] % self.flush_every == 0:
-                    _flush_denormals(buf)
-            g = g + momentum * buf if group["nesterov"] else buf
-        np.multiply(g, group["lr"], out=work)
+                buf += d
+            state["step"] += 1
+            if self.flush_every and state["step"] % self.flush_every == 0:
+                _flush_denormals(buf)
+        if group["nesterov"]:  # p -= lr * (d + momentum * buf), as two subtractions
+            np.multiply(d, lr, out=work)  # (d may be `work` itself: fine in place)
+            p -= work
+            np.multiply(buf, lr * momentum, out=work)
+        else:  # p -= lr * buf
+            np.multiply(buf, lr, out=work)
         p -= work
 
 

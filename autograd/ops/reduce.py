@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import grad_mode
 from ..tensor import Tensor
 
 _from_op = Tensor._from_op
@@ -33,6 +34,8 @@ def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...
 def expand_reduced(g: Tensor, shape: tuple[int, ...], axes: tuple[int, ...]) -> Tensor:
     """Broadcast a reduction's gradient (keepdims or not) back over the input's `shape`."""
     kept = _kept_shape(shape, axes)
+    if not grad_mode._grad_enabled:  # plain backward: the same read-only view, no graph
+        return Tensor._from_array(np.broadcast_to(g.data.reshape(kept), shape))
     if g.shape != kept:
         g = g.reshape(kept)
     return g.broadcast_to(shape)
