@@ -72,7 +72,10 @@ def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
 
 
 def arange(
-    start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
+    start: float,
+    stop: float | None = None,
+    step: float = 1,
+    dtype: Any = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """numpy's arange; integer arguments keep an integer (int64) dtype."""
