@@ -5,6 +5,9 @@ Every op builds its result with `Tensor._from_op(data, parents, op, backward)`, 
 per parent (Tensors, or None). Closures compute with Tensor ops, so the same code serves a
 plain `backward()` (grad mode off: just numpy underneath) and `grad(create_graph=True)` (grad
 mode on: the backward pass records a graph of its own, which can be differentiated again).
+A few closures on every training step's path (mul, matmul, relu, the reductions' broadcast)
+also spell out the plain case in numpy, two lines each, because there the Tensor ops would
+only add wrapping around the same numpy calls.
 
 Broadcast operands get gradients shaped like the output; the engine sums them back to each
 operand's shape in one place (`_fit_to_parent`), never op by op.
@@ -12,9 +15,9 @@ operand's shape in one place (`_fit_to_parent`), never op by op.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Callable, Iterator, Sequence
+from heapq import heappop, heappush
 from typing import Any
 
 import numpy as np
@@ -123,13 +126,15 @@ class Tensor:
 
     @classmethod
     def _from_array(cls, data: np.ndarray) -> Tensor:
-        """A tensor around an array numpy just made, taken as it is (no dtype rule, no copy).
+        """A tensor around an array numpy just made, taken as it is (no dtype rule, no copy;
+        a numpy scalar becomes a 0-d array).
 
         The cheap wrapper for gradients that the engine and fused kernels compute in numpy:
         `Tensor(a, dtype=a.dtype)` does the same with checks, at ~4x the cost.
         """
         out = cls.__new__(cls)
-        out.data = data
+        # (ufuncs on 0-d arrays return numpy scalars)
+        out.data = data if type(data) is np.ndarray else np.asarray(data)
         out.grad = None
         out.requires_grad = False
         out.name = None
@@ -396,7 +401,7 @@ def backpropagate(
         raise ValueError(f"backward: {len(root_grads)} gradients for {len(roots)} outputs")
     for root, g in zip(roots, root_grads):  # noqa: B905 (lengths checked: cheaper than strict)
         if root._parents and root not in grads:
-            heapq.heappush(waiting, (-root._seq, root))
+            heappush(waiting, (-root._seq, root))
         _accumulate(grads, owned, root, _root_grad(root, g), False, create_graph)
     wanted = set(inputs)
     captured: dict[int, Tensor] = {}
@@ -405,7 +410,7 @@ def backpropagate(
     grad_mode._grad_enabled = create_graph
     try:
         while waiting:
-            node = heapq.heappop(waiting)[1]
+            node = heappop(waiting)[1]
             g = grads.pop(node)
             if node in wanted:
                 captured[id(node)] = g
@@ -421,13 +426,18 @@ def backpropagate(
             if not retain_graph:
                 node._backward = None
             parents = node._parents
-            if len(parent_grads) != len(parents):  # (cheaper than zip's strict=True)
-                raise RuntimeError(
-                    f"{node._op}: backward returned {len(parent_grads)} gradients for "
-                    f"{len(parents)} inputs"
-                )
-            # one buffer handed to two parents is nobody's own (repeated Nones count too: safe)
             n = len(parents)
+            if len(parent_grads) != n:  # (cheaper than zip's strict=True)
+                raise RuntimeError(
+                    f"{node._op}: backward returned {len(parent_grads)} gradients for {n} inputs"
+                )
+            # A parent gradient is the closure's own buffer, to keep or sum into in place,
+            # unless it is `g` or a view of it (arrays that own their memory share it only if
+            # they are the same array; a view of a buffer the closure just made, such as
+            # conv2d's input gradient, is its own), or one object handed to two parents
+            # (repeated Nones count too: that only costs a copy).
+            g_data = g.data
+            g_is_view = g_data.base is not None
             distinct = n == 1 or (
                 parent_grads[0] is not parent_grads[1]
                 if n == 2
@@ -436,15 +446,14 @@ def backpropagate(
             for parent, pg in zip(parents, parent_grads):  # noqa: B905 (lengths checked)
                 if pg is None or not parent.requires_grad:
                     continue
-                a, b = pg.data, g.data
-                if a.shape != parent.data.shape or a.dtype != parent.data.dtype:
+                data, parent_data = pg.data, parent.data
+                if data.shape != parent_data.shape or data.dtype != parent_data.dtype:
                     pg, fresh = _fit_to_parent(pg, parent, node), True  # a new buffer
-                else:  # a buffer that is not `g`'s, nor a view of it, is the closure's own
-                    # (arrays that own their memory share it only if they are the same array;
-                    # a view of a buffer the closure just made, e.g. conv2d's input gradient,
-                    # counts as its own too)
+                else:
                     fresh = distinct and not (
-                        a is b or (a.base is not None or b.base is not None) and _overlap(a, b)
+                        data is g_data
+                        or (g_is_view or data.base is not None)
+                        and _overlap(data, g_data)
                     )
                 if parent in grads:
                     _accumulate(grads, owned, parent, pg, fresh, create_graph)
@@ -453,7 +462,7 @@ def backpropagate(
                     if fresh:
                         owned.add(parent)
                     if parent._parents:
-                        heapq.heappush(waiting, (-parent._seq, parent))
+                        heappush(waiting, (-parent._seq, parent))
     finally:
         grad_mode._grad_enabled = previous_mode
     for leaf, g in grads.items():  # what is left are the leaves' summed gradients

@@ -19,9 +19,11 @@ Measures, in one run:
 Fairness: npgrad starts from the numpy model's weights (PyTorch too), all three see the same
 float32 batches in the same order, use the same optimiser formulas and flush denormal
 optimiser state on the same steps. Timing and memory are measured in separate passes
-(tracemalloc slows code down). Repeats interleave the implementations, each repeat in a
-different order, so load on the (shared) machine hits all of them alike; the table reports
-medians, and ratios are taken between medians of the same run.
+(tracemalloc slows code down). numpy and npgrad train side by side in each timed run, taking
+turns every `--block` batches, so that load on the (shared) machine hits both alike; PyTorch
+runs between them. The table reports the median over `--repeats` runs; a ratio is the median
+over repeats of the ratio within one repeat (numpy and npgrad: within one interleaved run), so
+that the machine's speed, which drifts from one repeat to the next, cancels out.
 """
 
 from __future__ import annotations
@@ -100,18 +102,38 @@ def implementations(with_torch: bool) -> dict[str, Impl]:
     return impls
 
 
-def time_run(impl: Impl, name: str, x: np.ndarray, y: np.ndarray, batches: list) -> dict:
-    """Build the model, take one untimed warm-up step, then time training on `batches`."""
-    make, step = impl
-    model = make(name, 0)
-    step(model, x[batches[0]], y[batches[0]])
+def time_runs(
+    impls: dict[str, Impl], name: str, x: np.ndarray, y: np.ndarray, batches: list, block: int
+) -> dict[str, dict]:
+    """Train one fresh model per implementation on `batches`, all in one interleaved run.
+
+    Each model takes one untimed warm-up step; then the implementations take turns, `block`
+    batches at a time (alternating which goes first), each timed on its own turns only. So a
+    burst of load from elsewhere (on a shared machine, seconds long) falls on all of them
+    alike, where whole runs one after the other would catch it in one run and not the next.
+    """
+    models, steps = {}, {}
+    for impl_name, (make, step) in impls.items():
+        models[impl_name], steps[impl_name] = make(name, 0), step
+        step(models[impl_name], x[batches[0]], y[batches[0]])
     gc.collect()
+    seconds = dict.fromkeys(impls, 0.0)
+    losses = dict.fromkeys(impls, float("nan"))
+    order = list(impls)
     with numpy_reference.ContentionMeter() as meter:
-        start = time.perf_counter()
-        for idx in batches:
-            loss = step(model, x[idx], y[idx])
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "loss": loss, "others_cpu": meter.other_cpu_fraction}
+        for start in range(0, len(batches), block):
+            chunk = batches[start : start + block]
+            for impl_name in order:
+                model, step = models[impl_name], steps[impl_name]
+                t0 = time.perf_counter()
+                for idx in chunk:
+                    losses[impl_name] = step(model, x[idx], y[idx])
+                seconds[impl_name] += time.perf_counter() - t0
+            order.reverse()
+    return {
+        i: {"seconds": seconds[i], "loss": losses[i], "others_cpu": meter.other_cpu_fraction}
+        for i in impls
+    }
 
 
 def peak_memory(impl_name: str, impl: Impl, name: str, x, y, batches) -> float | None:
@@ -178,6 +200,15 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
 
+def _paired_ratio(a: list[float] | None, b: list[float] | None) -> str:
+    """The median over repeats of a[r] / b[r]: each ratio between runs of the same repeat
+    (interleaved for numpy and npgrad), so that the machine's speed, which drifts between
+    repeats on a shared machine, cancels out."""
+    if not a or not b:
+        return "-"
+    return f"{float(np.median([x / y for x, y in zip(a, b, strict=True)])):.2f}"
+
+
 def build_table(op_rows, timing, memory, impl_names) -> list[list[str]]:
     """Rows of the one table: per-op overhead, then seconds and memory per network."""
     header = ["benchmark", *impl_names, "npgrad/numpy", "npgrad/torch"]
@@ -192,12 +223,13 @@ def build_table(op_rows, timing, memory, impl_names) -> list[list[str]]:
     for name, label in MODELS.items():
         if name not in timing:
             continue
-        med = {i: float(np.median(timing[name][i])) for i in impl_names if timing[name].get(i)}
+        runs = timing[name]
+        med = {i: float(np.median(runs[i])) for i in impl_names if runs.get(i)}
         rows.append(
             [f"{label}: s / 10k images"]
             + [_fmt(med.get(i)) for i in impl_names]
-            + [_ratio(med.get("npgrad"), med.get("numpy"))]
-            + [_ratio(med.get("npgrad"), med.get("torch"))]
+            + [_paired_ratio(runs.get("npgrad"), runs.get("numpy"))]
+            + [_paired_ratio(runs.get("npgrad"), runs.get("torch"))]
         )
         mem = memory.get(name, {})
         rows.append(
@@ -248,7 +280,7 @@ def torch_op_overhead(number: int, repeat: int) -> dict[str, float]:
     for name, case in cases.items():
         case()
         times = timeit.repeat(case, number=number, repeat=repeat, timer=time.process_time)
-        result[name] = float(np.median(times)) / number * 1e6
+        result[name] = min(times) / number * 1e6  # the least disturbed, as benchmarks.ops
     return result
 
 
@@ -262,7 +294,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per network (>= 3)")
     parser.add_argument("--images", type=int, default=10_000, help="training images per run")
     parser.add_argument("--memory-steps", type=int, default=20)
+    parser.add_argument(
+        "--block", type=int, default=16, help="batches per turn when numpy and npgrad alternate"
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if importable")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        help="before each timed run, wait up to this many seconds for a quiet machine "
+        "(< 10%% busy for 1 s; 0: don't wait)",
+    )
     parser.add_argument("--out", default=str(RESULTS), help="markdown report ('' for none)")
     args = parser.parse_args(argv)
 
@@ -285,20 +327,27 @@ def main(argv: list[str] | None = None) -> None:
         m: {i: [] for i in impl_names} for m in args.models
     }
     runs: list[str] = []
+    # numpy and npgrad interleaved block by block in each run (see `time_runs`); PyTorch in
+    # runs of its own between them (its OpenMP threads keep spinning for a while after each
+    # call, which would steal a core from whatever ran next)
     for repeat in range(args.repeats):
         for name in args.models:
-            shift = repeat % len(impl_names)  # every implementation takes every place in turn
-            for impl_name in impl_names[shift:] + impl_names[:shift]:
-                r = time_run(impls[impl_name], name, x, y, batches)
-                per_10k = r["seconds"] * 10_000 / args.images
-                timing[name][impl_name].append(per_10k)
-                others = "?" if r["others_cpu"] is None else f"{r['others_cpu']:.2f}"
-                line = (
-                    f"repeat {repeat + 1} {name:9s} {impl_name:6s} {per_10k:7.3f} s/10k, "
-                    f"final loss {r['loss']:.5f}, others' CPU share {others}"
-                )
-                runs.append(line)
-                print(line, flush=True)
+            groups = [{i: impls[i] for i in ("numpy", "npgrad")}]
+            if "torch" in impls:
+                groups.insert(repeat % 2, {"torch": impls["torch"]})
+            for group in groups:
+                if args.quiet_wait > 0:
+                    numpy_reference.wait_until_quiet(timeout=args.quiet_wait)
+                for impl_name, r in time_runs(group, name, x, y, batches, args.block).items():
+                    per_10k = r["seconds"] * 10_000 / args.images
+                    timing[name][impl_name].append(per_10k)
+                    others = "?" if r["others_cpu"] is None else f"{r['others_cpu']:.2f}"
+                    line = (
+                        f"repeat {repeat + 1} {name:9s} {impl_name:6s} {per_10k:7.3f} s/10k, "
+                        f"final loss {r['loss']:.5f}, others' CPU share {others}"
+                    )
+                    runs.append(line)
+                    print(line, flush=True)
 
     print("peak memory ...", flush=True)
     memory: dict[str, dict[str, float | None]] = {}
@@ -326,8 +375,9 @@ def write_report(path: Path, env, load_note, rows, runs, args) -> None:
         "",
         *[f"- {line}" for line in env],
         f"- {load_note}" + (" (busy machine: timings are noisy)" if busy else ""),
-        f"- {args.repeats} timed runs of {args.images:,} images per network and implementation, "
-        "interleaved; medians. Peak memory over model building and the first "
+        f"- {args.repeats} timed runs of {args.images:,} images per network and implementation "
+        f"(numpy and npgrad taking turns every {args.block} batches, PyTorch on its own); "
+        "medians. Peak memory over model building and the first "
         f"{args.memory_steps} steps.",
         "",
         render(rows, markdown=True),

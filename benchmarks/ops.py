@@ -3,7 +3,8 @@
 On tiny tensors numpy's kernels cost next to nothing, so what is measured is the engine's own
 bookkeeping: building the op result, recording the closure, walking the graph backwards,
 fitting and accumulating the gradients. Each case runs `number` times per timing and the
-median over `repeat` timings is reported.
+fastest of `repeat` timings is reported: on a shared machine the others are slowed down by
+whatever else runs, and the minimum is the least disturbed estimate (timeit's own advice).
 
     python -m benchmarks.ops
 """
@@ -58,7 +59,7 @@ def _cases() -> list[tuple[str, Callable[[], None]]]:
 def op_overhead(
     number: int = 2000, repeat: int = 7, timer: Callable[[], float] = time.process_time
 ) -> list[tuple[str, float]]:
-    """[(case, µs per forward + backward)], the median of `repeat` timings of `number` runs.
+    """[(case, µs per forward + backward)], the fastest of `repeat` timings of `number` runs.
 
     The default timer is this process's CPU time: on a shared machine other processes then
     don't inflate the figures, and for these single-threaded ops it equals wall time on a
@@ -68,12 +69,12 @@ def op_overhead(
     for name, case in _cases():
         case()  # warm up (first-call imports, caches)
         times = timeit.repeat(case, number=number, repeat=repeat, timer=timer)
-        results.append((name, float(np.median(times)) / number * 1e6))
+        results.append((name, min(times) / number * 1e6))
     return results
 
 
 def main() -> None:
-    print(f"forward + backward on {SHAPE} float32 tensors (CPU time, median of 7 x 2000 runs)")
+    print(f"forward + backward on {SHAPE} float32 tensors (CPU time, best of 7 x 2000 runs)")
     print(f"{'op':<20}{'µs':>8}")
     for name, micros in op_overhead():
         print(f"{name:<20}{micros:>8.1f}")

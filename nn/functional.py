@@ -181,13 +181,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         gx = gw = gb = None
         if x.requires_grad:
             gx = wrap(g.data @ w_data)
+        # batch axes flattened: rows (M, out) of the gradient, (M, in) of the input
+        rows = g.data if g.data.ndim == 2 else g.data.reshape(-1, out_features)
         if weight.requires_grad:
-            rows = g.data.reshape(-1, out_features)  # batch axes flattened: (M, out)
-            gw = wrap(rows.T @ x_data.reshape(-1, in_features))
+            gw = wrap(rows.T @ (x_data if x_data.ndim == 2 else x_data.reshape(-1, in_features)))
         if bias is None:
             return gx, gw
         if bias.requires_grad:
-            gb = wrap(g.data.reshape(-1, out_features).sum(axis=0))
+            gb = wrap(rows.sum(axis=0))
         return gx, gw, gb
 
     return Tensor._from_op(data, parents, "linear", backward)
@@ -272,7 +273,7 @@ def cross_entropy(
     classes = logits.shape[1]
     # (N, C, d1, ...) -> rows (N*d1*..., C): one 2-D code path (a view for plain (N, C))
     z = logits.data if logits.ndim == 2 else np.moveaxis(logits.data, 1, -1).reshape(-1, classes)
-    labels = t.reshape(-1)
+    labels = t if t.ndim == 1 else t.reshape(-1)
     rows = np.arange(len(labels))
 
     shifted = z - z.max(axis=1, keepdims=True)  # exp never overflows
@@ -313,7 +314,7 @@ def cross_entropy(
         return (Tensor._from_array(dz),)
 
     return Tensor._from_op(
-        np.asarray(data, dtype=logits.dtype),
+        data,  # (a numpy scalar for "mean" and "sum", of the logits' dtype)
         (logits,),
         "cross_entropy",
         backward,

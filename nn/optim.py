@@ -311,7 +311,8 @@ class SGD(Optimizer):
     def _update(
         self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict, work: np.ndarray
     ) -> None:
-        # in place, with `work` as the only scratch: no temporaries the size of the parameter
+        # in place, with `work` as scratch space: no temporaries the size of the parameter
+        # (but one for Nesterov with weight decay)
         momentum, decay, lr = group["momentum"], group["weight_decay"], group["lr"]
         if decay:  # d = g + decay * p, built in `work` (p.grad itself stays untouched)
             d = np.multiply(p, decay, out=work)
@@ -335,12 +336,15 @@ class SGD(Optimizer):
             state["step"] += 1
             if self.flush_every and state["step"] % self.flush_every == 0:
                 _flush_denormals(buf)
-        if group["nesterov"]:  # p -= lr * (d + momentum * buf), as two subtractions
-            np.multiply(d, lr, out=work)  # (d may be `work` itself: fine in place)
-            p -= work
-            np.multiply(buf, lr * momentum, out=work)
-        else:  # p -= lr * buf
-            np.multiply(buf, lr, out=work)
+        step = buf
+        if group["nesterov"]:  # step = d + momentum * buf
+            if d is work:  # (weight decay built d in `work`: one temporary here)
+                work += momentum * buf
+            else:
+                np.multiply(buf, momentum, out=work)
+                work += d
+            step = work
+        np.multiply(step, lr, out=work)
         p -= work
 
 

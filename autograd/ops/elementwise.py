@@ -76,6 +76,10 @@ def mul(a: Any, b: Any) -> Tensor:
     a, b = operands(a, b)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
+        if not grad_mode._grad_enabled:  # plain backward: the same products in numpy
+            wrap = Tensor._from_array
+            ga = wrap(np.multiply(g.data, b.data)) if a.requires_grad else None
+            return ga, (wrap(np.multiply(g.data, a.data)) if b.requires_grad else None)
         return (g * b if a.requires_grad else None), (g * a if b.requires_grad else None)
 
     return _from_op(_broadcast("mul", np.multiply, a, b), (a, b), "mul", backward)
