@@ -364,7 +364,7 @@ def _root_grad(root: Tensor, grad: Any) -> Tensor:
                 f"backward: grad can be implicitly created only for one-element outputs; "
                 f"pass grad= for the output of shape {root.shape}"
             )
-        return Tensor._from_array(np.array(1, dtype=root.dtype).reshape(root.shape))
+        return Tensor._from_array(np.ones(root.data.shape, root.data.dtype))
     if not isinstance(grad, Tensor):  # an array (or anything np.asarray takes)
         grad = Tensor._from_array(np.asarray(grad, dtype=root.data.dtype))
     if grad.data.shape != root.data.shape:
@@ -412,7 +412,7 @@ def backpropagate(
         while waiting:
             node = heappop(waiting)[1]
             g = grads.pop(node)
-            if node in wanted:
+            if wanted and node in wanted:
                 captured[id(node)] = g
             if accumulate and node._retains_grad:
                 _store_grad(node, g.data, node in owned)
@@ -438,16 +438,23 @@ def backpropagate(
             # (repeated Nones count too: that only costs a copy).
             g_data = g.data
             g_is_view = g_data.base is not None
-            distinct = n == 1 or (
-                parent_grads[0] is not parent_grads[1]
-                if n == 2
-                else len({id(p) for p in parent_grads}) == n
-            )
+            if n == 1:
+                distinct = True
+            elif n == 2:
+                distinct = parent_grads[0] is not parent_grads[1]
+            elif n == 3:  # (linear with bias: spelled out, cheaper than a set)
+                g0, g1, g2 = parent_grads
+                distinct = g0 is not g1 and g0 is not g2 and g1 is not g2
+            else:
+                distinct = len({id(p) for p in parent_grads}) == n
             for parent, pg in zip(parents, parent_grads):  # noqa: B905 (lengths checked)
                 if pg is None or not parent.requires_grad:
                     continue
                 data, parent_data = pg.data, parent.data
-                if data.shape != parent_data.shape or data.dtype != parent_data.dtype:
+                # (dtypes of arrays numpy made are mostly the same object: `is` first is cheaper)
+                if data.shape != parent_data.shape or (
+                    data.dtype is not parent_data.dtype and data.dtype != parent_data.dtype
+                ):
                     pg, fresh = _fit_to_parent(pg, parent, node), True  # a new buffer
                 else:
                     fresh = distinct and not (
