@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         m: {i: [] for i in impl_names} for m in args.models
     }
     runs: list[str] = []
+    others_cpu: list[float] = []  # other processes' CPU share during each timed run
     # numpy and npgrad interleaved block by block in each run (see `time_runs`); PyTorch in
     # runs of its own between them (its OpenMP threads keep spinning for a while after each
     # call, which would steal a core from whatever ran next)
@@ -342,6 +343,8 @@ def main(argv: list[str] | None = None) -> None:
                     per_10k = r["seconds"] * 10_000 / args.images
                     timing[name][impl_name].append(per_10k)
                     others = "?" if r["others_cpu"] is None else f"{r['others_cpu']:.2f}"
+                    if r["others_cpu"] is not None:
+                        others_cpu.append(r["others_cpu"])
                     line = (
                         f"repeat {repeat + 1} {name:9s} {impl_name:6s} {per_10k:7.3f} s/10k, "
                         f"final loss {r['loss']:.5f}, others' CPU share {others}"
@@ -359,7 +362,17 @@ def main(argv: list[str] | None = None) -> None:
     rows = build_table(op_rows, timing, memory, impl_names)
     print()
     print(render(rows, markdown=False))
-    load_note = f"load average (1 min): {_fmt(load_before, 2)} before, {_fmt(load_after, 2)} after"
+    # the load average counts this benchmark's own threads; what other processes took
+    # during the timed runs is the measure of noise
+    worst = max(others_cpu, default=None)
+    load_note = (
+        f"load average (1 min): {_fmt(load_before, 2)} before, {_fmt(load_after, 2)} after "
+        f"(this benchmark included); other processes' CPU share during timed runs: "
+        f"median {_fmt(float(np.median(others_cpu)) if others_cpu else None, 2)}, "
+        f"max {_fmt(worst, 2)}"
+    )
+    if worst is not None and worst > 0.1:
+        load_note += " (busy machine: timings are noisy)"
     print(load_note)
     if args.out:
         write_report(Path(args.out), env, load_note, rows, runs, args)
@@ -367,14 +380,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_report(path: Path, env, load_note, rows, runs, args) -> None:
-    busy = (os.getloadavg()[0] if hasattr(os, "getloadavg") else 0) > 0.5 * (os.cpu_count() or 1)
     text = [
         "# npgrad benchmark",
         "",
         "Written by `python -m benchmarks` (see `benchmarks/__main__.py` for the method).",
         "",
         *[f"- {line}" for line in env],
-        f"- {load_note}" + (" (busy machine: timings are noisy)" if busy else ""),
+        f"- {load_note}",
         f"- {args.repeats} timed runs of {args.images:,} images per network and implementation "
         f"(numpy and npgrad taking turns every {args.block} batches, PyTorch on its own); "
         "medians. Peak memory over model building and the first "
