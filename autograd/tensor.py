@@ -301,12 +301,16 @@ class Tensor:
 
 
 # ----- the engine --------------------------------------------------------------------------
-def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Tensors that require grad reachable from `roots`, every tensor after all its parents.
+def topological_order(
+    roots: Sequence[Tensor], follow: Callable[[Tensor], bool] | None = None
+) -> list[Tensor]:
+    """Tensors reachable from `roots` through the parents that `follow` accepts (default:
+    those that require grad), every tensor after all its parents; roots are always included.
 
-    Iterative depth-first search (no recursion limit); lists, not sets, keep it deterministic.
-    Tensors hash by identity, so the visited set holds them directly.
+    Iterative depth-first search (no recursion limit: a chain of 100,000 ops is fine); lists,
+    not sets, keep it deterministic. Tensors hash by identity, so the visited set holds them.
     """
+    follow = follow if follow is not None else _requires_grad
     order: list[Tensor] = []
     visited: set[Tensor] = set()
     for root in roots:
@@ -318,15 +322,16 @@ def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
             elif node not in visited:
                 visited.add(node)
                 stack.append((node, True))
-                for parent in reversed(node._parents):
-                    if not parent.requires_grad or parent in visited:
-                        continue
-                    if parent._parents:
-                        stack.append((parent, False))
-                    else:  # a leaf has no parents to wait for: place it at once
-                        visited.add(parent)
-                        order.append(parent)
+                stack.extend(
+                    (parent, False)
+                    for parent in reversed(node._parents)
+                    if parent not in visited and follow(parent)
+                )
     return order
+
+
+def _requires_grad(tensor: Tensor) -> bool:
+    return tensor.requires_grad
 
 
 def unbroadcast(grad: Tensor, shape: tuple[int, ...]) -> Tensor:

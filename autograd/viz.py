@@ -28,7 +28,7 @@ from typing import Any
 import graphviz
 import numpy as np
 
-from .tensor import Tensor
+from .tensor import Tensor, topological_order
 
 ScopePath = tuple[Hashable, ...]  # a scope path: scope entries, outermost first
 
@@ -92,7 +92,8 @@ def draw_graph(
         raise ValueError(f"draw_graph: max_nodes must be at least 1, got {max_nodes}")
 
     kept, omitted = _nearest(roots, max_nodes) if max_nodes is not None else (None, 0)
-    order = topological_order_all(roots, within=kept)
+    # every reachable tensor, inputs and constants too (within the `max_nodes` kept)
+    order = topological_order(roots, lambda t: kept is None or id(t) in kept)
     drawing = _Drawing(order, roots, _parameter_names(params), show_data, show_grad, collapse)
     return drawing.digraph(rankdir, omitted=omitted)
 
@@ -134,34 +135,6 @@ def _missing_dot_message(path: Path) -> str:
 
 
 # ----- walking the graph ---------------------------------------------------------------------
-def topological_order_all(roots: Sequence[Tensor], within: set[int] | None = None) -> list[Tensor]:
-    """Every tensor reachable from `roots` through `_parents`, parents before children
-    (only those whose id is in `within`, when given).
-
-    Unlike `autograd.topological_order`, tensors that don't require grad (input batches,
-    constants) are included. Iterative, so a chain of 100,000 ops draws without recursion.
-    """
-    order: list[Tensor] = []
-    visited: set[int] = set()
-    for root in roots:
-        stack: list[tuple[Tensor, bool]] = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            stack.extend(
-                (p, False)
-                for p in reversed(node._parents)
-                if id(p) not in visited and (within is None or id(p) in within)
-            )
-    return order
-
-
 def _nearest(roots: Sequence[Tensor], max_nodes: int) -> tuple[set[int], int]:
     """Ids of the `max_nodes` tensors nearest the roots (breadth first; roots always kept),
     and how many reachable tensors were left out."""

@@ -457,3 +457,33 @@ def test_gradgradcheck_catches_a_constant_first_derivative() -> None:
     assert gradgradcheck(lambda t: t.sin(), [x])
     with pytest.raises(AssertionError, match="input 0"):
         gradgradcheck(sin_with_frozen_derivative, [x])
+
+
+# ----- topological_order ---------------------------------------------------------------------
+def test_topological_order_puts_parents_first_and_skips_what_needs_no_grad() -> None:
+    a = Tensor(np.ones(2, np.float32), requires_grad=True)
+    c = Tensor(np.full(2, 3.0, np.float32))  # a constant: no grad
+    b = a * 2.0
+    s = b + a
+    out = s * c
+    order = autograd.topological_order([out])
+    assert [id(t) for t in order] == [id(a), id(b), id(s), id(out)]  # c left out
+
+
+def test_topological_order_follow_includes_tensors_without_grad() -> None:
+    a = Tensor(np.ones(2, np.float32), requires_grad=True)
+    c = Tensor(np.full(2, 3.0, np.float32))
+    out = a * c
+    everything = autograd.topological_order([out], follow=lambda t: True)
+    assert [id(t) for t in everything] == [id(a), id(c), id(out)]
+    without_a = autograd.topological_order([out], follow=lambda t: t is not a)
+    assert [id(t) for t in without_a] == [id(c), id(out)]
+
+
+def test_topological_order_walks_a_deep_chain_without_recursion() -> None:
+    x = Tensor(np.ones(1, np.float32), requires_grad=True)
+    y = x
+    for _ in range(20_000):
+        y = y + 1.0
+    order = autograd.topological_order([y])
+    assert len(order) == 20_001 and order[0] is x and order[-1] is y
