@@ -32,25 +32,21 @@ on denormals, free where they don't. ``flush_every=1`` flushes every step,
 ``0`` never. Flushing changes no parameter: an update of lr * 1e-38 is below
 float32 resolution of any weight that is not itself ~1e-38.
 
-Command line (from the repository root)::
+Timing and memory are measured by ``python -m benchmarks``. Command line of this file
+(from the repository root)::
 
     python benchmarks/numpy_reference.py check      # gradient + MNIST accuracy checks
-    python benchmarks/numpy_reference.py bench      # timings and peak memory
     python benchmarks/numpy_reference.py denormals  # flush on/off on real training
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import io
-import json
 import math
 import os
-import subprocess
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +67,9 @@ __all__ = [
     "train_step",
     "evaluate",
     "batch_order",
-    "run",
-    "bench",
-    "median_summary",
     "load_mnist",
     "check_gradients",
     "blas_info",
-    "measure_rss",
     "system_busy_seconds",
     "ContentionMeter",
     "wait_until_quiet",
@@ -235,11 +227,13 @@ class MLPNumpy:
             self.params.append(_uniform(rng, bound, (fan_out,), self.dtype))
         self.optimizer = SGDMomentum(self.params, lr, momentum, flush_every)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Logits for a batch (no caching; for evaluation)."""
+    def forward(self, x: np.ndarray, acts: list | None = None) -> np.ndarray:
+        """Logits for a batch; `acts`, if given, collects each linear layer's input."""
         h = _to_float(x, self.dtype).reshape(len(x), -1)
         n_layers = len(self.params) // 2
         for i in range(n_layers):
+            if acts is not None:
+                acts.append(h)  # (post-ReLU)
             w, b = self.params[2 * i], self.params[2 * i + 1]
             h = h @ w.T
             h += b
@@ -251,16 +245,9 @@ class MLPNumpy:
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         """Forward + hand-written backward; gradients in the order of ``self.params``."""
-        h = _to_float(x, self.dtype).reshape(len(x), -1)
+        acts: list[np.ndarray] = []
+        h = self.forward(x, acts)
         n_layers = len(self.params) // 2
-        acts = [h]  # inputs to each linear layer (post-ReLU)
-        for i in range(n_layers):
-            w, b = self.params[2 * i], self.params[2 * i + 1]
-            h = h @ w.T
-            h += b
-            if i < n_layers - 1:
-                np.maximum(h, 0, out=h)
-                acts.append(h)
         loss, dz = softmax_cross_entropy(h, y)
 
         grads = [None] * len(self.params)
@@ -576,160 +563,6 @@ def _torch_reference():
     return torch_reference
 
 
-def _read_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def rss_probe(model_name: str, batch_size: int, steps: int, seed: int, impl: str) -> dict:
-    """Peak resident-set growth while training ``steps`` batches of synthetic MNIST-shaped data.
-
-    Meant to run in a fresh process (``python <file> _rss_probe ...``). A throwaway
-    model first takes two steps, so that lazily loaded libraries and kernels
-    (PyTorch's MKL/oneDNN pages: ~250 MiB of RSS at the first step) and
-    allocator pools count as baseline; then the kernel's RSS high-water mark is
-    reset, a fresh model is built and trained, and the result is VmHWM minus
-    the RSS just before it was built. Comparable between numpy and PyTorch
-    (which tracemalloc cannot see).
-    """
-    rng = np.random.default_rng(seed)
-    n = batch_size * steps
-    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=n, dtype=np.int64)
-    if impl == "torch":
-        torch_reference = _torch_reference()
-        build, step = torch_reference.make_model, torch_reference.train_step
-    else:
-        build, step = make_model, train_step
-    warm = build(model_name, seed)
-    for _ in range(2):
-        step(warm, images[:batch_size], labels[:batch_size])
-    del warm
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-    except OSError:
-        return {"rss_peak_delta_bytes": None}
-    base = _read_status_kib("VmRSS")
-    model = build(model_name, seed)
-    for i in range(steps):
-        sl = slice(i * batch_size, (i + 1) * batch_size)
-        step(model, images[sl], labels[sl])
-    peak = _read_status_kib("VmHWM")
-    return {"rss_peak_delta_bytes": (peak - base) * 1024}
-
-
-def measure_rss(
-    model_name: str, batch_size: int = 128, steps: int = 20, seed: int = 0, impl: str = "numpy"
-) -> int | None:
-    """Run :func:`rss_probe` in a fresh interpreter; bytes, or None where unsupported."""
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "_rss_probe",
-        model_name,
-        str(batch_size),
-        str(steps),
-        str(seed),
-        impl,
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        return None
-    return json.loads(res.stdout.strip().splitlines()[-1])["rss_peak_delta_bytes"]
-
-
-def run(
-    model_name: str,
-    images: np.ndarray,
-    labels: np.ndarray,
-    n_images: int,
-    batch_size: int = 128,
-    seed: int = 0,
-    *,
-    warmup_steps: int = 1,
-    memory_steps: int | None = 20,
-    measure_rss_too: bool = False,
-) -> dict:
-    """Train a fresh ``model_name`` on ``n_images`` images; time it and measure memory.
-
-    * Timing: model built from ``seed``; ``warmup_steps`` untimed steps on the
-      first batch; then every batch of :func:`batch_order` (``n_images`` images),
-      timed with ``perf_counter`` without tracemalloc running.
-    * Memory: a second, separate run (fresh model, same seed and batch order,
-      the first ``memory_steps`` batches; ``None`` = all of them) under
-      ``tracemalloc``, started before the model is built: the peak therefore
-      counts parameters, optimiser state, the batch, activations and gradients
-      (numpy reports its array buffers to tracemalloc), not the data set.
-    * ``measure_rss_too``: also the peak RSS growth of the same training in a
-      fresh process on synthetic data (:func:`measure_rss`), comparable with
-      PyTorch.
-    * Noise: ``cpu_seconds`` (process CPU time, both BLAS threads) and
-      ``other_cpu_fraction`` (:class:`ContentionMeter`: the share of the
-      machine's CPU that *other* processes used during the timed loop; a run
-      with more than a few percent is not a clean measurement on 2 cores).
-
-    Returns a dict with ``seconds``, ``seconds_per_10k_images``,
-    ``peak_memory_bytes``/``peak_memory_mib``, the above, and the first and
-    last losses.
-    """
-    batches = batch_order(len(images), n_images, batch_size, seed)
-
-    model = make_model(model_name, seed)
-    for _ in range(warmup_steps):
-        train_step(model, images[batches[0]], labels[batches[0]])
-    losses = []
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    with ContentionMeter() as meter:
-        c0, t0 = time.process_time(), time.perf_counter()
-        for idx in batches:
-            losses.append(train_step(model, images[idx], labels[idx]))
-        seconds = time.perf_counter() - t0
-        cpu_seconds = time.process_time() - c0
-
-    mem_batches = batches if memory_steps is None else batches[:memory_steps]
-    tracemalloc.start()
-    try:
-        mem_model = make_model(model_name, seed)
-        for idx in mem_batches:
-            train_step(mem_model, images[idx], labels[idx])
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    del mem_model
-
-    result = {
-        "impl": "numpy",
-        "model": model_name,
-        "description": MODELS[model_name][0],
-        "n_images": n_images,
-        "batch_size": batch_size,
-        "steps": len(batches),
-        "seed": seed,
-        "seconds": seconds,
-        "seconds_per_10k_images": seconds * 10_000 / n_images,
-        "cpu_seconds": cpu_seconds,
-        "loadavg_1min_before": load_before,
-        "other_cpu_fraction": meter.other_cpu_fraction,
-        "peak_memory_bytes": peak,
-        "peak_memory_mib": peak / 2**20,
-        "memory_steps": len(mem_batches),
-        "first_loss": losses[0],
-        "final_loss": losses[-1],
-    }
-    if measure_rss_too:
-        rss = measure_rss(model_name, batch_size, len(mem_batches), seed, "numpy")
-        result["rss_peak_delta_mib"] = None if rss is None else rss / 2**20
-    return result
-
-
 # --------------------------------------------------------------------------- data
 
 
@@ -962,83 +795,6 @@ def _cmd_check(args) -> None:
             assert acc > 0.95, acc
 
 
-def median_summary(reps: list[dict]) -> dict:
-    """One result from repeated :func:`run` results: medians of the timings, all runs kept."""
-    out = dict(reps[0])
-    for key in (
-        "seconds",
-        "seconds_per_10k_images",
-        "cpu_seconds",
-        "peak_memory_bytes",
-        "peak_memory_mib",
-        "rss_peak_delta_mib",
-    ):
-        vals = [r[key] for r in reps if r.get(key) is not None]
-        if vals:
-            out[key] = float(np.median(vals))
-    out["runs_seconds_per_10k_images"] = [r["seconds_per_10k_images"] for r in reps]
-    out["runs_loadavg_1min_before"] = [r["loadavg_1min_before"] for r in reps]
-    out["repeats"] = len(reps)
-    return out
-
-
-def bench(run_fn, impl: str, args, images, labels) -> list[dict]:
-    """``args.repeats`` clean runs of ``run_fn`` per model; prints and returns the medians.
-
-    Other processes on a 2-core machine wreck timings (BLAS/OpenMP threads that
-    lose their core stall), so each run waits for a quiet machine first, and a
-    run during which other processes used more than ``args.max_other`` of the
-    CPU is discarded and retried (at most ``3 * args.repeats`` attempts; then
-    the least disturbed runs are kept and the result says so).
-    """
-    results = []
-    for name in args.models:
-        reps, rejected = [], []
-        for _ in range(3 * args.repeats):
-            wait_until_quiet(timeout=args.quiet_timeout)
-            r = run_fn(
-                name,
-                images,
-                labels,
-                args.n_images,
-                args.batch_size,
-                seed=0,
-                measure_rss_too=args.rss,
-            )
-            other = r.get("other_cpu_fraction")
-            (reps if other is None or other <= args.max_other else rejected).append(r)
-            if len(reps) == args.repeats:
-                break
-        if len(reps) < args.repeats:
-            rejected.sort(key=lambda r: r["other_cpu_fraction"])
-            reps += rejected[: args.repeats - len(reps)]
-        med = median_summary(reps)
-        med["rejected_noisy_runs"] = len(rejected)
-        med["runs_other_cpu_fraction"] = [r.get("other_cpu_fraction") for r in reps]
-        results.append(med)
-        runs = ", ".join(f"{s:.3f}" for s in med["runs_seconds_per_10k_images"])
-        others = ", ".join(f"{o:.2f}" for o in med["runs_other_cpu_fraction"] if o is not None)
-        rss = f", RSS +{med['rss_peak_delta_mib']:.1f} MiB" if args.rss else ""
-        print(
-            f"{impl} {name:10s} {med['seconds_per_10k_images']:7.3f} s/10k images "
-            f"(runs {runs}; cpu {med['cpu_seconds'] * 10_000 / args.n_images:.3f} s; "
-            f"others' cpu share {others}; {len(rejected)} noisy runs dropped), "
-            f"peak {med['peak_memory_mib']:.1f} MiB{rss}",
-            flush=True,
-        )
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return results
-
-
-def _cmd_bench(args) -> None:
-    xtr, ytr = load_mnist(args.dataset, "train")
-    print("numpy", np.__version__, "BLAS:", json.dumps(blas_info()))
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        print(f"  {var}={os.environ.get(var)}")
-    bench(run, "numpy", args, xtr, ytr)
-
-
 def _cmd_denormals(args) -> None:
     """MLP 784-128-10 for a few epochs, flushing never / every step / every 100 steps.
 
@@ -1090,29 +846,13 @@ def _cmd_denormals(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for cmd in ("check", "bench", "denormals"):
+    for cmd in ("check", "denormals"):
         p = sub.add_parser(cmd)
         p.add_argument("--dataset", default=str(DEFAULT_MNIST))
         p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-        p.add_argument("--n-images", type=int, default=10_000)
-        p.add_argument("--batch-size", type=int, default=128)
-        p.add_argument("--repeats", type=int, default=3)
         p.add_argument("--epochs", type=int, default=3)
-        p.add_argument("--rss", action="store_true", help="also peak RSS growth (subprocess)")
-        p.add_argument("--max-other", type=float, default=0.05, help="noisy-run threshold")
-        p.add_argument("--quiet-timeout", type=float, default=300.0)
-        p.add_argument("--json", help="write the results here")
-    probe = sub.add_parser("_rss_probe")
-    probe.add_argument("model")
-    probe.add_argument("batch_size", type=int)
-    probe.add_argument("steps", type=int)
-    probe.add_argument("seed", type=int)
-    probe.add_argument("impl", choices=["numpy", "torch"])
     args = parser.parse_args(argv)
-    if args.cmd == "_rss_probe":
-        print(json.dumps(rss_probe(args.model, args.batch_size, args.steps, args.seed, args.impl)))
-        return
-    {"check": _cmd_check, "bench": _cmd_bench, "denormals": _cmd_denormals}[args.cmd](args)
+    {"check": _cmd_check, "denormals": _cmd_denormals}[args.cmd](args)
 
 
 if __name__ == "__main__":

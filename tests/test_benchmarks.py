@@ -1,6 +1,7 @@
 """The benchmarks compare like with like: these tests check the work, never the timings.
 
-- the hand-written numpy reference's backward passes finite differences;
+- the hand-written numpy reference's backward passes finite differences, its optimisers
+  follow the textbook formulas;
 - npgrad, started from the reference's weights and fed the same batches, follows the same
   trajectory (losses and parameters equal to float32 rounding), so a speed ratio between
   the two compares the same arithmetic;
@@ -20,6 +21,10 @@ def test_numpy_reference_backward_matches_finite_differences() -> None:
     worst = numpy_reference.check_gradients(verbose=False)
     assert set(worst) >= {"mlp", "cnn", "conv2d", "maxpool_ties"}
     assert all(err < 1e-4 for err in worst.values()), worst
+
+
+def test_numpy_reference_optimizers_follow_the_textbook_formulas() -> None:
+    numpy_reference._check_optimizers()  # SGD momentum and Adam vs float64 formulas; raises
 
 
 @pytest.mark.parametrize("name", ["mlp", "mlp_large", "cnn"])
