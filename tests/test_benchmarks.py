@@ -61,3 +61,8 @@ def test_benchmark_command_writes_its_table(hf_offline, tmp_path, monkeypatch) -
     numpy_mib, npgrad_mib = (float(cell) for cell in row.split("|")[2:4])
     assert 0 < numpy_mib and 0 < npgrad_mib
     assert "shipped MNIST subset" in text  # the missing folder fell back to the test subset
+
+
+def test_unknown_benchmark_model_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*cnn"):
+        npgrad_nets.make_model("resnet")

@@ -487,3 +487,29 @@ def test_topological_order_walks_a_deep_chain_without_recursion() -> None:
         y = y + 1.0
     order = autograd.topological_order([y])
     assert len(order) == 20_001 and order[0] is x and order[-1] is y
+
+
+# ----- closures that break the contract: the engine names the op and the shapes ----------
+def test_a_closure_returning_too_few_gradients_is_named() -> None:
+    a = Tensor(np.ones(2, np.float32), requires_grad=True)
+    b = Tensor(np.ones(2, np.float32), requires_grad=True)
+    out = Tensor._from_op(a.data + b.data, (a, b), "bad_add", lambda g, out: (g,))
+    with pytest.raises(RuntimeError, match="bad_add: backward returned 1 gradients for 2 inputs"):
+        out.sum().backward()
+
+
+def test_a_closure_returning_a_gradient_of_the_wrong_shape_is_named() -> None:
+    a = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    wrong = Tensor(np.ones((4,), np.float32))
+    out = Tensor._from_op(a.data * 2, (a,), "bad_double", lambda g, out: (wrong,))
+    with pytest.raises(RuntimeError, match=r"bad_double: .*shape \(4,\) .*shape \(2, 3\)"):
+        out.sum().backward()
+
+
+def test_a_closure_gradient_in_another_dtype_is_cast_to_the_input_dtype() -> None:
+    a = Tensor(np.ones(3, np.float32), requires_grad=True)
+    out = Tensor._from_op(
+        a.data * 2, (a,), "double64", lambda g, out: (Tensor(np.full(3, 2.0), dtype=np.float64),)
+    )
+    out.sum().backward()
+    assert a.grad.dtype == np.float32 and np.array_equal(a.grad, np.full(3, 2.0, np.float32))
