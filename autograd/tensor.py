@@ -96,9 +96,18 @@ class Tensor:
         parents: tuple[Tensor, ...],
         op: str,
         backward: Backward,
+        saved: tuple[Tensor, ...] | None = None,
+        saves_output: bool | None = None,
         **op_args: Any,
     ) -> Tensor:
-        """The result of op `op`: records parents and closure when grad is being recorded."""
+        """The result of op `op`: records parents and closure when grad is being recorded.
+
+        `saved` lists the tensors whose data `backward` reads (`()`: it reads only `g` and
+        shapes), `saves_output` whether it reads `out`. Left out, both mean "everything": the
+        parents and the output. The engine checks their versions before running `backward`
+        and, after a backward without `retain_graph`, keeps the closure of an op that saved
+        nothing (a second backward through it works) and frees every other one.
+        """
         out = cls.__new__(cls)
         out.data = data if type(data) is np.ndarray else np.asarray(data)
         out.grad = None
