@@ -4,6 +4,8 @@ from .methods import install as _install
 
 _install()
 
+from . import functional  # noqa: E402
+from .checkpoint import checkpoint  # noqa: E402
 from .creation import (  # noqa: E402
     arange,
     eye,
@@ -18,23 +20,41 @@ from .creation import (  # noqa: E402
     zeros,
     zeros_like,
 )
+from .function import Function, FunctionCtx  # noqa: E402
 from .grad_mode import (  # noqa: E402
+    detect_anomaly,
     enable_grad,
     get_default_dtype,
+    is_anomaly_enabled,
     is_grad_enabled,
     no_grad,
     retain_grads,
     scope,
     set_default_dtype,
+    set_detect_anomaly,
     set_grad_enabled,
 )
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .ops.elementwise import maximum, minimum, where  # noqa: E402
 from .ops.shape import cat, stack  # noqa: E402
-from .tensor import Tensor, grad, once_differentiable, topological_order  # noqa: E402
+from .tensor import (  # noqa: E402
+    ReleasedTensor,
+    RemovableHandle,
+    Tensor,
+    grad,
+    once_differentiable,
+    topological_order,
+)
 
 __all__ = [
     "Tensor",
+    "Function",
+    "FunctionCtx",
+    "detect_anomaly",
+    "set_detect_anomaly",
+    "is_anomaly_enabled",
+    "RemovableHandle",
+    "ReleasedTensor",
     "tensor",
     "no_grad",
     "enable_grad",
@@ -65,6 +85,8 @@ __all__ = [
     "retain_grads",
     "once_differentiable",
     "topological_order",
+    "functional",
+    "checkpoint",
     "draw_graph",
     "save_graph",
 ]

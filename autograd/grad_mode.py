@@ -1,7 +1,8 @@
-"""Grad mode (`no_grad`, `enable_grad`), the default float dtype, and the scope stack.
+"""Grad mode (`no_grad`, `enable_grad`), anomaly mode, the default float dtype, and the
+scope stack.
 
-These are the engine's three pieces of global state, kept in one place so that a reader
-sees all of them at once.
+These are the engine's pieces of global state, kept in one place so that a reader sees all
+of them at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ _default_dtype: np.dtype = np.dtype(np.float32)
 # Innermost last. `nn.Module.__call__` pushes `(dotted_name, class_name)` here so that every
 # op created during the call remembers the modules it ran in (the graph drawing clusters them).
 _scope: tuple[Hashable, ...] = ()
+# Anomaly mode: ops remember the user's line that made them, and backward checks every
+# gradient for NaN (see `detect_anomaly`).
+_anomaly: bool = False
 # Inside `retain_grads()`, results of ops keep their `.grad` after backward (for drawing).
 _retain_all: bool = False
 
@@ -96,3 +100,31 @@ def retain_grads() -> Iterator[None]:
         yield
     finally:
         _retain_all = previous
+
+
+def is_anomaly_enabled() -> bool:
+    return _anomaly
+
+
+def set_detect_anomaly(mode: bool) -> None:
+    """Turn anomaly mode on or off (see `detect_anomaly`)."""
+    global _anomaly
+    _anomaly = bool(mode)
+
+
+class detect_anomaly(contextlib.ContextDecorator):  # noqa: N801 (PyTorch's name)
+    """`with detect_anomaly():` (or as a decorator): every op made inside records the file and
+    line of the user's code that created it, and a backward pass raises `RuntimeError` at the
+    first op whose backward produces a NaN gradient, naming the op and that line. Outside it
+    nothing is recorded or checked.
+    """
+
+    def __init__(self, mode: bool = True) -> None:
+        self.mode = mode
+
+    def __enter__(self) -> None:
+        self._previous = _anomaly
+        set_detect_anomaly(self.mode)
+
+    def __exit__(self, *exc: object) -> None:
+        set_detect_anomaly(self._previous)

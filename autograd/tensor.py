@@ -16,6 +16,7 @@ operand's shape in one place (`_fit_to_parent`), never op by op.
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from heapq import heappop, heappush
 from typing import Any
@@ -66,6 +67,11 @@ class Tensor:
         "_scope",
         "_retains_grad",
         "_seq",
+        "_version",
+        "_modified",
+        "_saved",
+        "_hooks",
+        "_trace",
         "__weakref__",
     )
     __array_ufunc__ = None  # numpy hands `ndarray + Tensor` to Tensor.__radd__
@@ -88,6 +94,10 @@ class Tensor:
         self._scope = grad_mode.current_scope()
         self._retains_grad = False
         self._seq = 0
+        self._version = 0
+        self._modified = 0
+        self._saved = None
+        self._hooks = None
 
     @classmethod
     def _from_op(
@@ -123,14 +133,24 @@ class Tensor:
                     record = True
                     break
         out.requires_grad = record
+        out._version = out._modified = 0
+        out._hooks = None
         if record:
             out._parents = parents
             out._backward = backward
             out._seq = next(_op_counter)
+            if saved is None:  # not stated: assume the closure reads everything
+                saved, saves_output = parents, True
+            # checked against in-place changes before `backward` runs (see `_check_saved`);
+            # None: the closure reads only `g` and shapes, so it survives a backward
+            out._saved = (saved + _OUTPUT if saves_output else saved) or None
+            if grad_mode._anomaly:
+                out._trace = _user_frame()
         else:  # nothing to differentiate: keep no reference to the inputs
             out._parents = ()
             out._backward = None
             out._seq = 0
+            out._saved = None
         return out
 
     @classmethod
@@ -154,6 +174,9 @@ class Tensor:
         out._scope = grad_mode._scope
         out._retains_grad = False
         out._seq = 0
+        out._version = out._modified = 0
+        out._saved = None
+        out._hooks = None
         return out
 
     # ----- attributes -------------------------------------------------------------------
@@ -278,6 +301,7 @@ class Tensor:
             raise ValueError(
                 f"{op}: cannot update shape {self.shape} in place with shape {np.shape(other)}"
             ) from None
+        self._bump_version()
         return self
 
     def __iadd__(self, other: Any) -> Tensor:
@@ -296,6 +320,31 @@ class Tensor:
         self._check_inplace("setitem")
         index = index.data if isinstance(index, Tensor) else index
         self.data[index] = value.data if isinstance(value, Tensor) else value
+        self._bump_version()
+
+    def _bump_version(self) -> None:
+        """Record an in-place change of `.data` (every in-place path of the API calls this).
+
+        `_version` counts the changes, as PyTorch's; `_modified` stamps the last one on the
+        op counter, so an op made earlier (smaller `_seq`) can tell that a tensor it saved
+        changed since, without recording any version when it is made.
+        """
+        self._version += 1
+        self._modified = next(_op_counter)
+
+    # ----- hooks -------------------------------------------------------------------------
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """Run `hook(grad)` each time this tensor's gradient has been computed in a backward
+        pass (for a leaf: before it is accumulated into `.grad`). A returned Tensor replaces
+        the gradient from there on. Returns a handle whose `.remove()` removes the hook.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "register_hook: the tensor does not require grad, so it never gets a gradient"
+            )
+        if self._hooks is None:
+            self._hooks = {}
+        return RemovableHandle(self._hooks, hook)
 
     # ----- gradients ---------------------------------------------------------------------
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
@@ -307,6 +356,49 @@ class Tensor:
         backpropagate(
             [self], [grad], retain_graph=retain_graph, create_graph=False, accumulate=True
         )
+
+
+class RemovableHandle:
+    """What `register_hook` (and Module's hook registrations) return: `.remove()` takes the
+    hook out again; removing twice is harmless. Also a context manager that removes on exit.
+    """
+
+    _next_id = itertools.count()
+
+    def __init__(self, hooks: dict[int, Any], hook: Any) -> None:
+        self.id = next(RemovableHandle._next_id)
+        self._hooks = hooks
+        hooks[self.id] = hook
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+# Stands for the op's own result in `_saved` (a reference to it would be a cycle).
+_OUTPUT = ("<output>",)
+
+
+def _user_frame() -> str:
+    """'file:line' of the innermost caller outside the autograd and nn packages: where the
+    user's code made the op (anomaly mode only)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.partition(".")[0] not in _LIBRARY_PACKAGES:
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+# Frames of these packages are skipped when anomaly mode looks for the user's line (a name
+# only: autograd never imports nn).
+_LIBRARY_PACKAGES = frozenset({"autograd", "nn"})
 
 
 # ----- the engine --------------------------------------------------------------------------
@@ -419,6 +511,8 @@ def backpropagate(
         _accumulate(grads, owned, root, _root_grad(root, g), False, create_graph)
     wanted = set(inputs)
     captured: dict[int, Tensor] = {}
+    visited: list[Tensor] = []  # op results, in the order their closures ran
+    anomaly = grad_mode._anomaly
     # the closures record a graph of their own only for create_graph
     previous_mode = grad_mode._grad_enabled
     grad_mode._grad_enabled = create_graph
@@ -426,6 +520,8 @@ def backpropagate(
         while waiting:
             node = heappop(waiting)[1]
             g = grads.pop(node)
+            if node._hooks:
+                g = _run_hooks(node, g, owned)
             if wanted and node in wanted:
                 captured[id(node)] = g
             if accumulate and node._retains_grad:
@@ -436,9 +532,12 @@ def backpropagate(
                     "backward(); call backward(retain_graph=True) the first time to "
                     "differentiate through it twice"
                 )
+            if node._saved is not None:
+                _check_saved(node)
             parent_grads = node._backward(g, node)
-            if not retain_graph:
-                node._backward = None
+            visited.append(node)
+            if not retain_graph and node._saved is not None:
+                node._backward = node._saved = None  # what it saved goes as soon as it ran
             parents = node._parents
             n = len(parents)
             if len(parent_grads) != n:  # (cheaper than zip's strict=True)
@@ -476,6 +575,8 @@ def backpropagate(
                         or (g_is_view or data.base is not None)
                         and _overlap(data, g_data)
                     )
+                if anomaly:
+                    _check_finite(node, parent, pg)
                 if parent in grads:
                     _accumulate(grads, owned, parent, pg, fresh, create_graph)
                 else:  # the first gradient to arrive: keep it, and wait for the rest
@@ -484,14 +585,147 @@ def backpropagate(
                         owned.add(parent)
                     if parent._parents:
                         heappush(waiting, (-parent._seq, parent))
+        for leaf, g in grads.items():  # what is left are the leaves' summed gradients
+            if leaf._hooks:  # (leaf hooks run before accumulation, in grad mode as above)
+                g = _run_hooks(leaf, g, owned)
+            if leaf in wanted:
+                captured[id(leaf)] = g
+            if accumulate:
+                _store_grad(leaf, g.data, leaf in owned)
     finally:
         grad_mode._grad_enabled = previous_mode
-    for leaf, g in grads.items():  # what is left are the leaves' summed gradients
-        if leaf in wanted:
-            captured[id(leaf)] = g
-        if accumulate:
-            _store_grad(leaf, g.data, leaf in owned)
+    if not retain_graph:
+        release_graph(visited)
     return captured
+
+
+class ReleasedTensor(Tensor):
+    """What the graph keeps of an intermediate tensor after a backward without
+    `retain_graph`: the structure (op, arguments, parents, scope, name, shape, dtype, retained
+    gradient) and no data, so the graph holds no activations (as PyTorch's graph of nodes
+    holds no tensors). `.data` is a zero-byte read-only placeholder of the right shape and
+    dtype. The closure stays only if the op saved nothing, so a second backward through
+    such ops works; through any other it raises "freed".
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"tensor(<released after backward>, shape={self.shape}, op={self._op})"
+
+
+_placeholders: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}
+
+
+def _placeholder(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only array of `shape` and `dtype` that takes no memory (all strides 0)."""
+    key = (shape, dtype)
+    array = _placeholders.get(key)
+    if array is None:
+        if len(_placeholders) > 4096:  # shapes seen by one program are few; never grow unbounded
+            _placeholders.clear()
+        array = _placeholders[key] = np.broadcast_to(np.zeros((), dtype), shape)
+    return array
+
+
+def _released(node: Tensor) -> ReleasedTensor:
+    ghost = ReleasedTensor.__new__(ReleasedTensor)
+    ghost.data = _placeholder(node.data.shape, node.data.dtype)
+    ghost.grad = node.grad
+    ghost.requires_grad = node.requires_grad
+    ghost.name = node.name
+    ghost._parents = node._parents
+    ghost._backward = node._backward
+    ghost._op = node._op
+    ghost._op_args = node._op_args
+    ghost._scope = node._scope
+    ghost._retains_grad = node._retains_grad
+    ghost._seq = node._seq
+    ghost._version = ghost._modified = 0
+    ghost._saved = node._saved  # None once its backward ran; kept where gradient never came
+    ghost._hooks = node._hooks
+    trace = getattr(node, "_trace", None)
+    if trace is not None:
+        ghost._trace = trace
+    return ghost
+
+
+def release_graph(nodes: Sequence[Tensor]) -> None:
+    """After a backward pass without `retain_graph`: the op results in `nodes` (children
+    before parents, as backward visits them) stop referring to their parents' data.
+
+    Parents that are op results, and inputs that need no gradient, are replaced by
+    `ReleasedTensor`s; leaves that require grad (and one-element constants) stay themselves.
+    Once the caller drops them, the intermediates' arrays are unreachable, while every tensor
+    the caller still holds keeps its data (its own parents are replaced just the same).
+    """
+    ghosts: dict[Tensor, ReleasedTensor] = {}
+    for node in nodes:
+        new_parents = []
+        changed = False
+        for parent in node._parents:
+            # kept as they are: leaves that require grad (a second backward accumulates into
+            # their `.grad`) and one-element constants
+            if not parent._parents and (parent.requires_grad or parent.data.size <= 1):
+                new_parents.append(parent)
+                continue
+            ghost = ghosts.get(parent)
+            if ghost is None:
+                ghost = ghosts[parent] = _released(parent)
+            new_parents.append(ghost)
+            changed = True
+        if changed:
+            node._parents = new_parents = tuple(new_parents)
+            ghost = ghosts.get(node)
+            if ghost is not None:  # made when a child came by: it needs the new parents too
+                ghost._parents = new_parents
+
+
+def _run_hooks(node: Tensor, g: Tensor, owned: set[Tensor]) -> Tensor:
+    """The tensor's hooks in registration order; a returned Tensor replaces the gradient."""
+    for hook in tuple(node._hooks.values()):  # (a hook may remove itself)
+        result = hook(g)
+        if result is not None:
+            if not isinstance(result, Tensor):
+                result = Tensor._from_array(np.asarray(result, dtype=node.dtype))
+            if result.shape != node.shape:
+                raise RuntimeError(
+                    f"register_hook: a hook returned a gradient of shape {result.shape} for a "
+                    f"tensor of shape {node.shape}"
+                )
+            g = result
+            owned.discard(node)  # the hook's array may be held elsewhere: never += into it
+    return g
+
+
+def _check_saved(node: Tensor) -> None:
+    """Raise if a tensor the op saved for backward was changed in place since the op ran.
+
+    (Arrays that a closure keeps, such as index arrays, cannot be changed through the API.)
+    """
+    for saved in node._saved:
+        tensor = node if saved is _OUTPUT[0] else saved
+        if isinstance(tensor, Tensor) and tensor._modified > node._seq:
+            which = "its output" if tensor is node else f"an input of shape {tensor.shape}"
+            raise RuntimeError(
+                f"backward: '{node._op}' saved {which} ({tensor.dtype}) for its backward, and "
+                f"it was modified by an inplace operation after '{node._op}' ran (it is at "
+                f"version {tensor._version} now). Change a copy instead, or run backward "
+                "before the change (e.g. optimizer.step() after loss.backward())"
+            )
+
+
+def _check_finite(node: Tensor, parent: Tensor, g: Tensor) -> None:
+    """Anomaly mode: the first backward that produces a NaN raises, naming the op and the
+    user's line that created it in the forward pass."""
+    if np.isnan(g.data).any():
+        where_made = getattr(node, "_trace", None) or "<made before anomaly mode was on>"
+        index = next(i for i, p in enumerate(node._parents) if p is parent)
+        raise RuntimeError(
+            f"detect_anomaly: the backward of '{node._op}' produced NaN in the gradient of its "
+            f"input {index} (shape {parent.shape}); the '{node._op}' was created at "
+            f"{where_made}"
+        )
 
 
 _overlap = np.may_share_memory

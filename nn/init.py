@@ -38,6 +38,8 @@ def _array(tensor: Tensor | np.ndarray) -> np.ndarray:
 
 def _fill(tensor: Tensor | np.ndarray, values: Any) -> Tensor | np.ndarray:
     _array(tensor)[...] = values  # in place: casts to the tensor's dtype
+    if isinstance(tensor, Tensor):
+        tensor._bump_version()
     return tensor
 
 

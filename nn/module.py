@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from autograd import Tensor, grad_mode
+from autograd.tensor import RemovableHandle
 
 # Bumped whenever any module's tree changes (a submodule assigned or deleted): the name
 # tables that `__call__` caches on a root are valid only for the version they were built at.
@@ -87,6 +88,8 @@ class Module:
         d["_parameters"] = {}
         d["_buffers"] = {}
         d["_modules"] = {}
+        d["_forward_pre_hooks"] = {}
+        d["_forward_hooks"] = {}
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}: forward() is not implemented")
@@ -104,10 +107,36 @@ class Module:
         outer_scope = grad_mode._scope
         grad_mode._scope = outer_scope + (entry,)
         try:
-            return self.forward(*args, **kwargs)
+            if not (self._forward_pre_hooks or self._forward_hooks):
+                return self.forward(*args, **kwargs)
+            return self._call_with_hooks(args, kwargs)
         finally:
             grad_mode._scope = outer_scope
             _current_names = outer
+
+    def _call_with_hooks(self, args: tuple, kwargs: dict) -> Any:
+        for hook in tuple(self._forward_pre_hooks.values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook in tuple(self._forward_hooks.values()):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    # ----- hooks -------------------------------------------------------------------------
+    def register_forward_pre_hook(self, hook: Callable[[Module, tuple], Any]) -> RemovableHandle:
+        """`hook(module, args) -> None | new_args` runs before every `forward`; `args` is the
+        tuple of positional inputs, and a returned value (a tuple, or one value) replaces
+        them. Returns a handle whose `.remove()` removes the hook."""
+        return RemovableHandle(self._forward_pre_hooks, hook)
+
+    def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> RemovableHandle:
+        """`hook(module, args, output) -> None | new_output` runs after every `forward`; a
+        returned value replaces the output. Returns a handle with `.remove()`."""
+        return RemovableHandle(self._forward_hooks, hook)
 
     def _names_in_tree(self) -> dict[int, tuple[str, str]]:
         """`{id(module): (dotted name, class name)}` (the scope entries) for this module's tree,
@@ -338,6 +367,7 @@ class Module:
             updates.append((tensor, value))
         for tensor, value in updates:
             np.copyto(tensor.data, value, casting="same_kind")
+            tensor._bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     # ----- repr ------------------------------------------------------------------------------

@@ -157,6 +157,7 @@ class Optimizer:
                 if work is None or work.shape != data.shape or work.dtype != data.dtype:
                     work = self._work_buffer(p)
                 self._update(data, grad, state, group, work)
+                p._bump_version()  # a backward through ops that saved `p` must now refuse
         return loss
 
     def _work_buffer(self, p: Tensor) -> np.ndarray:

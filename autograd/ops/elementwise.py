@@ -54,22 +54,31 @@ def _broadcast(op: str, ufunc: np.ufunc, a: Tensor, b: Tensor) -> np.ndarray:
         ) from None
 
 
+def _each_others(a: Tensor, b: Tensor) -> tuple[Tensor, ...]:
+    """What a product saves: each operand's gradient needs the other operand."""
+    if a.requires_grad:
+        return (b, a) if b.requires_grad else (b,)
+    return (a,)
+
+
 def add(a: Any, b: Any) -> Tensor:
     a, b = operands(a, b)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         return g, g
 
-    return _from_op(_broadcast("add", np.add, a, b), (a, b), "add", backward)
+    return _from_op(_broadcast("add", np.add, a, b), (a, b), "add", backward, saved=())
 
 
 def sub(a: Any, b: Any) -> Tensor:
     a, b = operands(a, b)
+    b_needs_grad = b.requires_grad  # a bool, not `b`: this closure outlives backward
 
     def backward(g: Tensor, out: Tensor) -> tuple:
-        return g, (-g if b.requires_grad else None)
+        return g, (-g if b_needs_grad else None)
 
-    return _from_op(_broadcast("sub", np.subtract, a, b), (a, b), "sub", backward)
+    data = _broadcast("sub", np.subtract, a, b)
+    return _from_op(data, (a, b), "sub", backward, saved=())
 
 
 def mul(a: Any, b: Any) -> Tensor:
@@ -82,7 +91,8 @@ def mul(a: Any, b: Any) -> Tensor:
             return ga, (wrap(np.multiply(g.data, a.data)) if b.requires_grad else None)
         return (g * b if a.requires_grad else None), (g * a if b.requires_grad else None)
 
-    return _from_op(_broadcast("mul", np.multiply, a, b), (a, b), "mul", backward)
+    data = _broadcast("mul", np.multiply, a, b)
+    return _from_op(data, (a, b), "mul", backward, saved=_each_others(a, b))
 
 
 def div(a: Any, b: Any) -> Tensor:
@@ -95,14 +105,15 @@ def div(a: Any, b: Any) -> Tensor:
         gb = -g * out / b if b.requires_grad else None  # d(a/b)/db = -a/b**2 = -out/b
         return ga, gb
 
-    return _from_op(_broadcast("div", np.divide, a, b), (a, b), "div", backward)
+    data = _broadcast("div", np.divide, a, b)
+    return _from_op(data, (a, b), "div", backward, saved=(b,), saves_output=b.requires_grad)
 
 
 def neg(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (-g,)
 
-    return _from_op(np.negative(x.data), (x,), "neg", backward)
+    return _from_op(np.negative(x.data), (x,), "neg", backward, saved=())
 
 
 def pow(x: Any, exponent: Any) -> Tensor:  # noqa: A001 (Tensor.pow)
@@ -120,7 +131,7 @@ def pow(x: Any, exponent: Any) -> Tensor:  # noqa: A001 (Tensor.pow)
             return (g * p * x ** (p - 1) if p != 2 else g * 2.0 * x,)
 
         data = np.power(x.data, np.asarray(p, dtype=x.dtype) if x.dtype.kind == "f" else p)
-        return _from_op(data, (x,), "pow", backward_scalar, exponent=p)
+        return _from_op(data, (x,), "pow", backward_scalar, saved=(x,), exponent=p)
     x, e = operands(x, exponent)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
@@ -131,28 +142,29 @@ def pow(x: Any, exponent: Any) -> Tensor:  # noqa: A001 (Tensor.pow)
         ge = g * out * safe_log if e.requires_grad else None
         return gx, ge
 
-    return _from_op(_broadcast("pow", np.power, x, e), (x, e), "pow", backward)
+    data = _broadcast("pow", np.power, x, e)
+    return _from_op(data, (x, e), "pow", backward, saved=(x, e), saves_output=True)
 
 
 def exp(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * out,)
 
-    return _from_op(np.exp(x.data), (x,), "exp", backward)
+    return _from_op(np.exp(x.data), (x,), "exp", backward, saved=(), saves_output=True)
 
 
 def log(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g / x,)
 
-    return _from_op(np.log(x.data), (x,), "log", backward)
+    return _from_op(np.log(x.data), (x,), "log", backward, saved=(x,))
 
 
 def sqrt(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * 0.5 / out,)
 
-    return _from_op(np.sqrt(x.data), (x,), "sqrt", backward)
+    return _from_op(np.sqrt(x.data), (x,), "sqrt", backward, saved=(), saves_output=True)
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001 (Tensor.abs)
@@ -161,14 +173,14 @@ def abs(x: Tensor) -> Tensor:  # noqa: A001 (Tensor.abs)
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * sign,)
 
-    return _from_op(np.abs(x.data), (x,), "abs", backward)
+    return _from_op(np.abs(x.data), (x,), "abs", backward, saved=(x,))
 
 
 def tanh(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * (1.0 - out * out),)
 
-    return _from_op(np.tanh(x.data), (x,), "tanh", backward)
+    return _from_op(np.tanh(x.data), (x,), "tanh", backward, saved=(), saves_output=True)
 
 
 def sigmoid(x: Tensor) -> Tensor:
@@ -179,7 +191,7 @@ def sigmoid(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * out * (1.0 - out),)
 
-    return _from_op(data, (x,), "sigmoid", backward)
+    return _from_op(data, (x,), "sigmoid", backward, saved=(), saves_output=True)
 
 
 def relu(x: Tensor) -> Tensor:
@@ -189,7 +201,7 @@ def relu(x: Tensor) -> Tensor:
             return (g * mask,)
         return (Tensor._from_array(np.multiply(g.data, mask)),)  # plain backward: numpy only
 
-    return _from_op(np.maximum(x.data, 0), (x,), "relu", backward)
+    return _from_op(np.maximum(x.data, 0), (x,), "relu", backward, saved=(), saves_output=True)
 
 
 def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
@@ -197,7 +209,7 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
         return (g * np.where(x.data > 0, 1.0, slope).astype(x.dtype),)
 
     data = np.where(x.data > 0, x.data, x.data * np.asarray(slope, x.dtype))
-    return _from_op(data, (x,), "leaky_relu", backward, slope=slope)
+    return _from_op(data, (x,), "leaky_relu", backward, saved=(x,), slope=slope)
 
 
 _SERIES_TERMS = 45  # erf's series below is exact to float64 for |z| < 3 with 45 terms
@@ -233,7 +245,7 @@ def erf(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * (2.0 / math.sqrt(math.pi)) * (-(x * x)).exp(),)
 
-    return _from_op(_erf(x.data), (x,), "erf", backward)
+    return _from_op(_erf(x.data), (x,), "erf", backward, saved=(x,))
 
 
 def gelu(x: Tensor) -> Tensor:
@@ -245,21 +257,22 @@ def gelu(x: Tensor) -> Tensor:
         density = (x * x * -0.5).exp() * (1 / math.sqrt(2 * math.pi))
         return (g * (phi + x * density),)
 
-    return _from_op((x.data * cdf).astype(x.dtype, copy=False), (x,), "gelu", backward)
+    data = (x.data * cdf).astype(x.dtype, copy=False)
+    return _from_op(data, (x,), "gelu", backward, saved=(x,))
 
 
 def sin(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * x.cos(),)
 
-    return _from_op(np.sin(x.data), (x,), "sin", backward)
+    return _from_op(np.sin(x.data), (x,), "sin", backward, saved=(x,))
 
 
 def cos(x: Tensor) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (-g * x.sin(),)
 
-    return _from_op(np.cos(x.data), (x,), "cos", backward)
+    return _from_op(np.cos(x.data), (x,), "cos", backward, saved=(x,))
 
 
 def clip(x: Tensor, lo: float | None = None, hi: float | None = None) -> Tensor:
@@ -275,7 +288,7 @@ def clip(x: Tensor, lo: float | None = None, hi: float | None = None) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * inside,)
 
-    return _from_op(np.clip(x.data, lo, hi), (x,), "clip", backward, lo=lo, hi=hi)
+    return _from_op(np.clip(x.data, lo, hi), (x,), "clip", backward, saved=(x,), lo=lo, hi=hi)
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
@@ -284,10 +297,12 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
     if dtype == x.dtype:
         return x
 
-    def backward(g: Tensor, out: Tensor) -> tuple:
-        return (astype(g, x.dtype),)
+    in_dtype = x.dtype
 
-    return _from_op(x.data.astype(dtype), (x,), "astype", backward, dtype=str(dtype))
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (astype(g, in_dtype),)
+
+    return _from_op(x.data.astype(dtype), (x,), "astype", backward, saved=(), dtype=str(dtype))
 
 
 def _tie_split(a: Tensor, b: Tensor, a_wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -305,7 +320,7 @@ def maximum(a: Any, b: Any) -> Tensor:
         wa, wb = _tie_split(a, b, a.data > b.data)
         return g * wa, g * wb
 
-    return _from_op(data, (a, b), "maximum", backward)
+    return _from_op(data, (a, b), "maximum", backward, saved=(a, b))
 
 
 def minimum(a: Any, b: Any) -> Tensor:
@@ -316,7 +331,7 @@ def minimum(a: Any, b: Any) -> Tensor:
         wa, wb = _tie_split(a, b, a.data < b.data)
         return g * wa, g * wb
 
-    return _from_op(data, (a, b), "minimum", backward)
+    return _from_op(data, (a, b), "minimum", backward, saved=(a, b))
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
@@ -332,13 +347,15 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
             f"where: shapes {cond.shape}, {a.shape} and {b.shape} cannot be broadcast together"
         ) from None
 
+    a_needs_grad, b_needs_grad = a.requires_grad, b.requires_grad
+
     def backward(g: Tensor, out: Tensor) -> tuple:
         zero = np.zeros((), dtype=g.dtype)
-        ga = where(cond, g, zero) if a.requires_grad else None
-        gb = where(cond, zero, g) if b.requires_grad else None
+        ga = where(cond, g, zero) if a_needs_grad else None
+        gb = where(cond, zero, g) if b_needs_grad else None
         return ga, gb
 
-    return _from_op(data, (a, b), "where", backward)
+    return _from_op(data, (a, b), "where", backward, saved=(cond,))
 
 
 def _compare(ufunc: np.ufunc, name: str):  # noqa: ANN202

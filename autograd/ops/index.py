@@ -29,6 +29,12 @@ def _repeats_possible(index: Any) -> bool:
     return any(isinstance(p, np.ndarray) and p.dtype.kind in "iu" for p in parts)
 
 
+def _saved_arrays(index: Any) -> tuple[np.ndarray, ...]:
+    """The index arrays a backward keeps (basic slices and ints are no saved data)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return tuple(p for p in parts if isinstance(p, np.ndarray))
+
+
 def getitem(x: Tensor, index: Any) -> Tensor:
     index = normalize_index(index)
     try:
@@ -36,10 +42,12 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     except IndexError as error:
         raise IndexError(f"getitem: {error} (tensor of shape {x.shape})") from None
 
-    def backward(g: Tensor, out: Tensor) -> tuple:
-        return (index_add(g, index, x.shape),)
+    in_shape = x.shape
 
-    return _from_op(np.asarray(data), (x,), "getitem", backward)
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (index_add(g, index, in_shape),)
+
+    return _from_op(np.asarray(data), (x,), "getitem", backward, saved=_saved_arrays(index))
 
 
 def index_add(values: Tensor, index: Any, shape: tuple[int, ...]) -> Tensor:
@@ -53,4 +61,4 @@ def index_add(values: Tensor, index: Any, shape: tuple[int, ...]) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g[index],)
 
-    return _from_op(data, (values,), "index_add", backward)
+    return _from_op(data, (values,), "index_add", backward, saved=_saved_arrays(index))

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import grad_mode
 from ..tensor import Tensor
-from .elementwise import operands
+from .elementwise import _each_others, operands
 
 _from_op = Tensor._from_op
 
@@ -27,7 +27,7 @@ def _matmul_nd(a: Tensor, b: Tensor, data: np.ndarray) -> Tensor:
         gb = a.swapaxes(-1, -2) @ g if b.requires_grad else None
         return ga, gb
 
-    return _from_op(data, (a, b), "matmul", backward)
+    return _from_op(data, (a, b), "matmul", backward, saved=_each_others(a, b))
 
 
 def matmul(a: Any, b: Any) -> Tensor:

@@ -44,26 +44,29 @@ def expand_reduced(g: Tensor, shape: tuple[int, ...], axes: tuple[int, ...]) -> 
 def sum(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     axes = normalize_axes("sum", axis, x.ndim, x.shape)
 
+    in_shape = x.shape
+
     def backward(g: Tensor, out: Tensor) -> tuple:
-        return (expand_reduced(g, x.shape, axes),)
+        return (expand_reduced(g, in_shape, axes),)
 
     data = np.sum(x.data, axis=axes, keepdims=keepdims)
-    return _from_op(data, (x,), "sum", backward, axis=axis, keepdims=keepdims)
+    return _from_op(data, (x,), "sum", backward, saved=(), axis=axis, keepdims=keepdims)
 
 
 def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     axes = normalize_axes("mean", axis, x.ndim, x.shape)
     count = math.prod(x.shape[a] for a in axes)
+    in_shape = x.shape
 
     def backward(g: Tensor, out: Tensor) -> tuple:
-        return (expand_reduced(g, x.shape, axes) * (1.0 / (count or 1)),)
+        return (expand_reduced(g, in_shape, axes) * (1.0 / (count or 1)),)
 
     data = (
         np.mean(x.data, axis=axes, keepdims=keepdims)
         if x.size
         else np.full(np.sum(x.data, axis=axes, keepdims=keepdims).shape, np.nan, dtype=x.dtype)
     )
-    return _from_op(data, (x,), "mean", backward, axis=axis, keepdims=keepdims)
+    return _from_op(data, (x,), "mean", backward, saved=(), axis=axis, keepdims=keepdims)
 
 
 def _extremum(op: str, pick: Any, x: Tensor, axis: Axis, keepdims: bool) -> Tensor:
@@ -79,7 +82,7 @@ def _extremum(op: str, pick: Any, x: Tensor, axis: Axis, keepdims: bool) -> Tens
         return (expand_reduced(g, x.shape, axes) * weights,)
 
     data = kept if keepdims else kept.reshape(np.sum(hits, axis=axes).shape)
-    return _from_op(data, (x,), op, backward, axis=axis, keepdims=keepdims)
+    return _from_op(data, (x,), op, backward, saved=(x,), axis=axis, keepdims=keepdims)
 
 
 def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
@@ -99,7 +102,9 @@ def var(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> 
         return (expand_reduced(g, x.shape, axes) * centred * (2.0 / (count - ddof)),)
 
     data = np.var(x.data, axis=axes, keepdims=keepdims, ddof=ddof)
-    return _from_op(data, (x,), "var", backward, axis=axis, keepdims=keepdims, ddof=ddof)
+    return _from_op(
+        data, (x,), "var", backward, saved=(x,), axis=axis, keepdims=keepdims, ddof=ddof
+    )
 
 
 def std(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
@@ -117,7 +122,16 @@ def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
         return (expand_reduced(g, x.shape, axes) * (x - expand_reduced(out, x.shape, axes)).exp(),)
 
     data = kept if keepdims else kept.reshape(np.sum(kept, axis=axes).shape)
-    return _from_op(data, (x,), "logsumexp", backward, axis=axis, keepdims=keepdims)
+    return _from_op(
+        data,
+        (x,),
+        "logsumexp",
+        backward,
+        saved=(x,),
+        saves_output=True,
+        axis=axis,
+        keepdims=keepdims,
+    )
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -129,7 +143,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (out * (g - (g * out).sum(axis=a, keepdims=True)),)
 
-    return _from_op(data, (x,), "softmax", backward, axis=axis)
+    return _from_op(data, (x,), "softmax", backward, saved=(), saves_output=True, axis=axis)
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -141,7 +155,7 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g - out.exp() * g.sum(axis=a, keepdims=True),)
 
-    return _from_op(data, (x,), "log_softmax", backward, axis=axis)
+    return _from_op(data, (x,), "log_softmax", backward, saved=(), saves_output=True, axis=axis)
 
 
 def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:

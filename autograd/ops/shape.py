@@ -27,10 +27,12 @@ def reshape(x: Tensor, *shape: Any, op: str = "reshape") -> Tensor:
     except ValueError:
         raise ValueError(f"{op}: cannot reshape shape {x.shape} into {new_shape}") from None
 
-    def backward(g: Tensor, out: Tensor) -> tuple:
-        return (g.reshape(x.shape),)
+    in_shape = x.shape  # (not `x`: closures that save nothing must hold no tensor)
 
-    return _from_op(data, (x,), op, backward, shape=data.shape)
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (g.reshape(in_shape),)
+
+    return _from_op(data, (x,), op, backward, saved=(), shape=data.shape)
 
 
 def flatten(x: Tensor, start_axis: int = 0) -> Tensor:
@@ -55,7 +57,8 @@ def transpose(x: Tensor, *axes: Any) -> Tensor:
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g.transpose(inverse),)
 
-    return _from_op(np.transpose(x.data, perm), (x,), "transpose", backward, axes=perm)
+    data = np.transpose(x.data, perm)
+    return _from_op(data, (x,), "transpose", backward, saved=(), axes=perm)
 
 
 def swapaxes(x: Tensor, a: int, b: int) -> Tensor:
@@ -95,10 +98,12 @@ def broadcast_to(x: Tensor, *shape: Any) -> Tensor:
     except ValueError:
         raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {target}") from None
 
-    def backward(g: Tensor, out: Tensor) -> tuple:
-        return (sum_to(g, x.shape),)
+    in_shape = x.shape
 
-    return _from_op(data, (x,), "broadcast_to", backward, shape=target)
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (sum_to(g, in_shape),)
+
+    return _from_op(data, (x,), "broadcast_to", backward, saved=(), shape=target)
 
 
 def sum_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -112,10 +117,12 @@ def sum_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     data = np.sum(x.data, axis=tuple(range(lead)) + stretched, keepdims=True)
     data = data.reshape(shape)
 
-    def backward(g: Tensor, out: Tensor) -> tuple:
-        return (broadcast_to(g, x.shape),)
+    in_shape = x.shape
 
-    return _from_op(data, (x,), "sum_to", backward, shape=shape)
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (broadcast_to(g, in_shape),)
+
+    return _from_op(data, (x,), "sum_to", backward, saved=(), shape=shape)
 
 
 def pad(x: Tensor, pad_width: Any, value: float = 0) -> Tensor:
@@ -132,7 +139,7 @@ def pad(x: Tensor, pad_width: Any, value: float = 0) -> Tensor:
         return (g[inner],)
 
     data = np.pad(x.data, widths, mode="constant", constant_values=value)
-    return _from_op(data, (x,), "pad", backward, pad_width=widths.tolist(), value=value)
+    return _from_op(data, (x,), "pad", backward, saved=(), pad_width=widths.tolist(), value=value)
 
 
 def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -154,7 +161,7 @@ def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
             g[lead + (slice(lo, hi),)] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
         )
 
-    return _from_op(data, tensors, "cat", backward, axis=axis)
+    return _from_op(data, tensors, "cat", backward, saved=(), axis=axis)
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -169,8 +176,10 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         raise ValueError(f"stack: cannot stack shapes {shapes} along axis {axis}") from None
     a = axis % data.ndim
 
+    count = len(tensors)
+
     def backward(g: Tensor, out: Tensor) -> tuple:
         lead = (slice(None),) * a
-        return tuple(g[lead + (i,)] for i in range(len(tensors)))
+        return tuple(g[lead + (i,)] for i in range(count))
 
-    return _from_op(data, tensors, "stack", backward, axis=axis)
+    return _from_op(data, tensors, "stack", backward, saved=(), axis=axis)

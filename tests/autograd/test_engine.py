@@ -12,6 +12,7 @@ import pytest
 
 import autograd
 from autograd import Tensor, gradcheck, gradgradcheck
+from autograd.tensor import ReleasedTensor
 
 
 def saved_arrays(t: Tensor) -> list[np.ndarray]:
@@ -165,9 +166,16 @@ def test_freed_graph_keeps_its_structure() -> None:
     h = x.exp()
     y = h.sum()
     y.backward()
-    assert y._parents == (h,) and h._parents == (x,)
+    # y's parent is now a data-free stand-in for h; h itself, which we hold, keeps its data
+    (released,) = y._parents
+    assert isinstance(released, ReleasedTensor) and released is not h
+    assert (released.op, released.shape, released.dtype) == ("exp", (1,), np.float32)
+    assert released._parents == (x,) and h._parents == (x,)
+    assert released.data.strides == (0,) and not released.data.flags.writeable
+    np.testing.assert_allclose(h.data, [np.e], rtol=1e-6)
     assert (y.op, h.op) == ("sum", "exp")
-    assert h._backward is None and y._backward is None
+    assert h._backward is None  # exp saved its output: freed
+    assert y._backward is not None  # sum saved nothing: a second backward works
 
 
 # ----- memory released after backward ----------------------------------------------------------
