@@ -682,8 +682,9 @@ NOTEBOOK_04: list[Cell] = [
     `ag.grad(outputs, inputs)` returns gradients without touching `.grad`. With
     `create_graph=True` the backward pass is itself recorded: the gradients it returns are
     ordinary tensors with a graph of their own, so they can be differentiated again. This
-    notebook uses that for second (and third) derivatives, for Hessian-vector products
-    checked against finite differences, and for a gradient penalty.
+    notebook uses that for second (and third) derivatives, for Jacobians, Hessians and
+    Hessian-vector products (`autograd.functional`, checked against closed forms and finite
+    differences), and for a gradient penalty.
 
     Everything here runs in float64, so that the finite-difference checks have the digits
     they need.
@@ -695,6 +696,7 @@ NOTEBOOK_04: list[Cell] = [
 
     import autograd as ag
     import nn
+    from autograd import functional
     from nn import functional as F
     from nn import optim
 
@@ -747,6 +749,34 @@ NOTEBOOK_04: list[Cell] = [
     plt.legend(loc="upper left");
     """),
     md(r"""
+    ## Jacobians
+
+    `functional.jacobian(f, x)` stacks one backward pass per output element into the full
+    matrix, shaped `output.shape + input.shape` (tuples of inputs or outputs give tuples of
+    blocks, as in `torch.autograd.functional`). The softmax $p = \operatorname{softmax}(z)$
+    has the closed form $\partial p_i / \partial z_j = p_i (\delta_{ij} - p_j)$, i.e.
+    $J = \operatorname{diag}(p) - p p^\top$:
+    """),
+    code("""
+    z = ag.tensor([1.0, 2.0, 0.5, -1.0])
+    J = functional.jacobian(lambda z: z.softmax(), z)
+    p = np.exp(z.numpy()) / np.exp(z.numpy()).sum()
+    print(J.numpy().round(4))
+    assert J.shape == (4, 4)
+    assert np.allclose(J.numpy(), np.diag(p) - np.outer(p, p), rtol=1e-12)
+    """),
+    md(r"""
+    Its columns sum to zero (the probabilities always sum to one, whatever $z$), and row
+    $i$ is the gradient of output $i$: the vector-Jacobian product $e_i^\top J$ that one
+    backward pass computes, `functional.vjp(f, z, e_i)`.
+    """),
+    code("""
+    print("largest |column sum|", np.abs(J.numpy().sum(axis=0)).max())
+    assert np.allclose(J.numpy().sum(axis=0), 0, atol=1e-15)
+    _, row = functional.vjp(lambda z: z.softmax(), z, ag.tensor([0.0, 1.0, 0.0, 0.0]))
+    assert np.allclose(row.numpy(), J.numpy()[1])
+    """),
+    md(r"""
     ## Hessian-vector products
 
     For a scalar function of many parameters, $f: \mathbb{R}^n \to \mathbb{R}$, the
@@ -757,7 +787,10 @@ NOTEBOOK_04: list[Cell] = [
 
     one gradient with `create_graph=True`, a dot product, and one more gradient: about the
     cost of two backward passes, whatever $n$. Newton-type optimisers, curvature estimates
-    and influence functions are built on it.
+    and influence functions are built on it. `functional.vhp(f, w, v)` computes exactly
+    that ($v^\top H$, the same as $Hv$ since $H$ is symmetric); `functional.hvp(f, w, v)`
+    computes $Hv$ as the Jacobian-vector product of the gradient, by the "double-vjp
+    trick", one backward pass more. Both return `(f(w), product)`.
 
     Our $f$ is the logistic-regression loss on random data, $f(w) = \frac{1}{N}\sum_i
     \log\big(1 + e^{-t_i\, x_i \cdot w}\big)$ with labels $t_i = \pm 1$. Its Hessian
@@ -776,18 +809,26 @@ NOTEBOOK_04: list[Cell] = [
         return (1 + (-t * (X @ w)).exp()).log().mean()
 
 
-    def hvp(w, v):
-        (g,) = ag.grad(f(w), w, create_graph=True)
-        (Hv,) = ag.grad((g * v).sum(), w)
-        return Hv
-
-
-    Hv = hvp(w, v).numpy()
+    loss, Hv = functional.hvp(f, w, v)
+    Hv = Hv.numpy()
     s = 1 / (1 + np.exp(-X.numpy() @ w.numpy()))
     H = (X.numpy().T * (s * (1 - s))) @ X.numpy() / len(s)  # the closed form
+    print(f"f(w) = {loss.item():.6f}")
     print("Hv, engine     ", Hv)
     print("Hv, closed form", H @ v.numpy())
     assert np.allclose(Hv, H @ v.numpy(), rtol=1e-10)
+    assert np.allclose(functional.vhp(f, w, v)[1].numpy(), Hv, rtol=1e-10)
+    """),
+    md(r"""
+    With only 5 parameters the whole Hessian is small: `functional.hessian(f, w)` (the
+    Jacobian of the gradient, one backward pass per row) matches the closed form entry by
+    entry.
+    """),
+    code("""
+    H_engine = functional.hessian(f, w).numpy()
+    print(H_engine.round(4))
+    print("largest difference from the closed form", np.abs(H_engine - H).max())
+    assert np.allclose(H_engine, H, rtol=1e-10)
     """),
     md(r"""
     The finite-difference check needs no formula: the directional derivative of the
@@ -813,11 +854,15 @@ NOTEBOOK_04: list[Cell] = [
     iteration, using only Hessian-vector products.
     """),
     code("""
+    def hvp(u):
+        return functional.hvp(f, w, u)[1]
+
+
     u = ag.tensor(rng.normal(size=5))
     for _ in range(30):
-        Hu = hvp(w, u)
+        Hu = hvp(u)
         u = Hu / (Hu * Hu).sum().sqrt()
-    top = (u * hvp(w, u)).sum().item()  # the Rayleigh quotient u.Hu with |u| = 1
+    top = (u * hvp(u)).sum().item()  # the Rayleigh quotient u.Hu with |u| = 1
     print(f"power iteration {top:.8f}, numpy eigvalsh {np.linalg.eigvalsh(H)[-1]:.8f}")
     assert np.isclose(top, np.linalg.eigvalsh(H)[-1], rtol=1e-6)
     """),
@@ -925,8 +970,10 @@ NOTEBOOK_04: list[Cell] = [
 
     - `ag.grad(..., create_graph=True)` returns gradients that are graphs; differentiate
       them again for second, third, ... derivatives.
-    - A Hessian-vector product costs two backward passes; it matched the closed form and
-      finite differences, and power iteration on it found the top eigenvalue.
+    - `autograd.functional` packages the usual transforms: `jacobian` (the softmax's
+      matched $\operatorname{diag}(p) - pp^\top$), `hessian`, `vjp`, `jvp`, `hvp`, `vhp`.
+    - A Hessian-vector product costs two or three backward passes; it matched the closed
+      form and finite differences, and power iteration on it found the top eigenvalue.
     - A gradient penalty is a loss with a gradient inside; its parameter gradients matched
       finite differences, and minimising it made the input-gradient norms 1.
     """),
