@@ -52,6 +52,7 @@ class FunctionCtx:
         self._materialize_grads = True
         self._pending: dict[int, Tensor] = {}
         self._name = "Function"
+        self._inputs: tuple[Tensor, ...] = ()
 
     def save_for_backward(self, *tensors: Tensor | None) -> None:
         """Keep these tensors (inputs, outputs or others; None allowed) for `backward`."""
@@ -107,7 +108,7 @@ class Function:
     `forward` gets the arguments as passed (Tensors and anything else) with grad recording
     off, and returns a Tensor or a tuple of them. `backward` gets one gradient per output
     and returns one value per forward argument (a bare value when there is one): a Tensor
-    or array shaped like that input (or broadcastable to it), or None for no gradient;
+    or array shaped like that input (or like a broadcast of it, summed back by the engine), or None for no gradient;
     non-Tensor arguments must get None.
     """
 
@@ -139,6 +140,7 @@ class Function:
             return result  # nothing to differentiate: the forward's own results
         differentiable = [r.dtype.kind == "f" and id(r) not in ctx._non_differentiable for r in raw]
         ctx._name = name
+        ctx._inputs = inputs  # (for once_differentiable's refusing nodes)
         # what the engine checks for in-place changes (and frees after backward): the saved
         # inputs and other tensors, and the output(s)
         saves_outputs = any(t is r for t in ctx._to_save for r in raw)
@@ -250,7 +252,9 @@ def once_differentiable(
             return result
         single = not isinstance(result, tuple)
         values = (result,) if single else result
-        connected = tuple(g for g in grads if isinstance(g, Tensor))
+        # connected to the forward's inputs and to the incoming gradients, so that any
+        # attempt to differentiate the result again reaches a refusing node
+        connected = ctx._inputs + tuple(g for g in grads if isinstance(g, Tensor))
         refused = tuple(
             None if v is None else _refusing_grads(ctx._name, connected, (v,))[0] for v in values
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from heapq import heappop, heappush
 from typing import Any
@@ -68,7 +69,6 @@ class Tensor:
         "_retains_grad",
         "_seq",
         "_version",
-        "_modified",
         "_saved",
         "_hooks",
         "_trace",
@@ -95,7 +95,6 @@ class Tensor:
         self._retains_grad = False
         self._seq = 0
         self._version = 0
-        self._modified = 0
         self._saved = None
         self._hooks = None
 
@@ -133,7 +132,7 @@ class Tensor:
                     record = True
                     break
         out.requires_grad = record
-        out._version = out._modified = 0
+        out._version = 0
         out._hooks = None
         if record:
             out._parents = parents
@@ -174,7 +173,7 @@ class Tensor:
         out._scope = grad_mode._scope
         out._retains_grad = False
         out._seq = 0
-        out._version = out._modified = 0
+        out._version = 0
         out._saved = None
         out._hooks = None
         return out
@@ -325,12 +324,20 @@ class Tensor:
     def _bump_version(self) -> None:
         """Record an in-place change of `.data` (every in-place path of the API calls this).
 
-        `_version` counts the changes, as PyTorch's; `_modified` stamps the last one on the
-        op counter, so an op made earlier (smaller `_seq`) can tell that a tensor it saved
-        changed since, without recording any version when it is made.
+        `_version` counts the changes, as PyTorch's. The change is also stamped, on the op
+        counter, on the array that owns the memory (`_buffer_stamps`): so views of it (a
+        reshape, a slice) see the change too, as PyTorch's views share one version counter,
+        and an op made earlier (smaller `_seq`) can tell that a tensor it saved changed
+        since, without recording anything when it is made.
         """
         self._version += 1
-        self._modified = next(_op_counter)
+        owner = _owner(self.data)
+        key = id(owner)
+        # (the weak reference drops the stamp with the array: ids are reused afterwards)
+        _buffer_stamps[key] = (
+            weakref.ref(owner, lambda _, key=key: _forget(key)),
+            next(_op_counter),
+        )
 
     # ----- hooks -------------------------------------------------------------------------
     def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
@@ -382,6 +389,20 @@ class RemovableHandle:
 
 # Stands for the op's own result in `_saved` (a reference to it would be a cycle).
 _OUTPUT = ("<output>",)
+# id(array that owns the memory) -> (weak reference to it, op-counter stamp of its last
+# in-place change through the API). An op made after the stamp is unaffected by the change.
+_buffer_stamps: dict[int, tuple[weakref.ref, int]] = {}
+
+
+def _owner(array: np.ndarray) -> np.ndarray:
+    """The array that owns `array`'s memory (itself unless it is a view)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _forget(key: int) -> None:
+    _buffer_stamps.pop(key, None)
 
 
 def _user_frame() -> str:
@@ -532,7 +553,7 @@ def backpropagate(
                     "backward(); call backward(retain_graph=True) the first time to "
                     "differentiate through it twice"
                 )
-            if node._saved is not None:
+            if node._saved is not None and _buffer_stamps:  # (nothing changed in place: skip)
                 _check_saved(node)
             parent_grads = node._backward(g, node)
             visited.append(node)
@@ -641,7 +662,7 @@ def _released(node: Tensor) -> ReleasedTensor:
     ghost._scope = node._scope
     ghost._retains_grad = node._retains_grad
     ghost._seq = node._seq
-    ghost._version = ghost._modified = 0
+    ghost._version = 0
     ghost._saved = node._saved  # None once its backward ran; kept where gradient never came
     ghost._hooks = node._hooks
     trace = getattr(node, "_trace", None)
@@ -705,7 +726,10 @@ def _check_saved(node: Tensor) -> None:
     """
     for saved in node._saved:
         tensor = node if saved is _OUTPUT[0] else saved
-        if isinstance(tensor, Tensor) and tensor._modified > node._seq:
+        if not isinstance(tensor, Tensor):
+            continue
+        stamp = _buffer_stamps.get(id(_owner(tensor.data)))
+        if stamp is not None and stamp[1] > node._seq:
             which = "its output" if tensor is node else f"an input of shape {tensor.shape}"
             raise RuntimeError(
                 f"backward: '{node._op}' saved {which} ({tensor.dtype}) for its backward, and "

@@ -28,7 +28,7 @@ from typing import Any
 import graphviz
 import numpy as np
 
-from .tensor import Tensor, topological_order
+from .tensor import ReleasedTensor, Tensor, topological_order
 
 ScopePath = tuple[Hashable, ...]  # a scope path: scope entries, outermost first
 
@@ -431,8 +431,9 @@ class _Drawing:
             lines.append(_line(str(t.dtype)))
         if not t._parents and t._op is not None:
             lines.append(_line(f"from {t._op} (not recorded)", size=8))
-        if self.show_data:
-            lines.append(_line(_values(t.data), size=8))
+        if self.show_data:  # (a tensor whose data backward released has none to show)
+            text = "data released" if isinstance(t, ReleasedTensor) else _values(t.data)
+            lines.append(_line(text, size=8))
         elif id(t) in self.root_ids and t.size == 1:  # the loss: its value is always worth a look
             lines.append(_line(f"value {_values(t.data)[1:-1]}"))
         fill = PARAM_COLOR if is_param else DATA_COLOR if not t.requires_grad else TENSOR_COLOR
