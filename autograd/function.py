@@ -108,8 +108,8 @@ class Function:
     `forward` gets the arguments as passed (Tensors and anything else) with grad recording
     off, and returns a Tensor or a tuple of them. `backward` gets one gradient per output
     and returns one value per forward argument (a bare value when there is one): a Tensor
-    or array shaped like that input (or like a broadcast of it, summed back by the engine), or None for no gradient;
-    non-Tensor arguments must get None.
+    or array shaped like that input (or like a broadcast of it: the engine sums it back),
+    or None for no gradient; non-Tensor arguments must get None.
     """
 
     @staticmethod

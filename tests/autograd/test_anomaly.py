@@ -7,10 +7,10 @@ import inspect
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaNs on purpose
-
 import autograd
 from autograd import Tensor, detect_anomaly
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaNs on purpose
 
 
 def _line_of(marker: str) -> int:
