@@ -191,7 +191,8 @@ class MnistSourceError(RuntimeError):
             "access, or the hub id or path is wrong, point --dataset at a local copy in "
             "the Hugging Face hub's parquet layout (a folder containing "
             "mnist/train-00000-of-00001.parquet and mnist/test-00000-of-00001.parquet), "
-            "e.g. python train_mnist.py --dataset ../shared/mnist"
+            "e.g. the copy npgrad ships in data/mnist, which python train_mnist.py reads "
+            "when no --dataset is given, or python train_mnist.py --dataset PATH"
         )
 
 

@@ -15,7 +15,9 @@ and never a half-written one.
 
 Errors of `load`: `FileNotFoundError` (an `OSError`) for a path that does not exist;
 `ValueError` naming the path for a file that is not a readable checkpoint (truncated, corrupt,
-another format, object arrays).
+another format, a corrupt safetensors header), and naming the member too for one entry that is
+not a plain numeric array (a zip member that is not an `.npy` file, object, string or
+structured dtypes, a dtype numpy lacks).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ __all__ = ["save", "load"]
 
 # safetensors files do not keep the order of their tensors: keep it in the header metadata
 _ORDER_KEY = "npgrad.keys"
+# the dtype kinds a state dict may hold: bool, signed and unsigned ints, floats, complex
+_NUMERIC_KINDS = "biufc"
 
 
 def _as_array(key: str, value: Any) -> np.ndarray:
@@ -43,7 +47,7 @@ def _as_array(key: str, value: Any) -> np.ndarray:
     if isinstance(value, Tensor):
         value = value.data
     array = np.asarray(value)
-    if array.dtype.kind not in "biufc":  # bool, ints, floats, complex
+    if array.dtype.kind not in _NUMERIC_KINDS:
         raise TypeError(
             f"nn.save: {key!r} has dtype {array.dtype}; only numeric and bool arrays are "
             "saved (never pickled)"
@@ -114,7 +118,8 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a state dict written by `save` (or by numpy / safetensors) as `{name: array}`.
 
     Raises `FileNotFoundError` for a missing path and `ValueError` naming the path for a file
-    that cannot be read as a checkpoint.
+    that cannot be read as a checkpoint, and the member as well for an entry that is not a
+    plain numeric array (never returns raw bytes, never unpickles).
     """
     path = Path(path)
     if not path.is_file():
@@ -127,16 +132,58 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every member of the zip must be `NAME.npy` holding a numeric or bool array.
+
+    Read member by member rather than through `np.load`: its `NpzFile` hands back the raw
+    bytes of a member that is not an `.npy` file instead of refusing it.
+    """
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise ValueError(
+                f"nn.load: {path} holds a single .npy array, not an archive of named arrays"
+            )
+    state: dict[str, np.ndarray] = {}
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):  # a lone .npy array
-            raise ValueError("it holds a single array, not an archive of named arrays")
-        with archive:
-            return {key: archive[key] for key in archive.files}
-    except (ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError) as error:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
         raise ValueError(
-            f"nn.load: {path} is not a readable .npz checkpoint (truncated or corrupt?): {error}"
+            f"nn.load: {path} is not a readable .npz checkpoint (truncated or corrupt?): "
+            f"{type(error).__name__}: {error}"
         ) from error
+    with archive:
+        for info in archive.infolist():
+            name = info.filename
+            if not name.endswith(".npy"):
+                raise ValueError(
+                    f"nn.load: {path}: member {name!r} is not an .npy array (a checkpoint "
+                    "holds only NAME.npy members)"
+                )
+            key = name[: -len(".npy")]
+            if key in state:
+                raise ValueError(f"nn.load: {path}: member {name!r} appears twice")
+            try:
+                with archive.open(info) as member:
+                    # allow_pickle=False: object arrays raise ValueError instead of unpickling
+                    array = np.lib.format.read_array(member, allow_pickle=False)
+            except (
+                ValueError,  # object dtype, bad .npy header, too few bytes
+                EOFError,
+                MemoryError,  # a header claiming an absurd shape
+                RuntimeError,  # an encrypted member
+                NotImplementedError,  # an unknown compression method
+                zipfile.BadZipFile,  # bad CRC, truncated member
+            ) as error:
+                raise ValueError(
+                    f"nn.load: {path}: member {name!r} is not a readable numeric .npy array "
+                    f"(truncated or corrupt?): {type(error).__name__}: {error}"
+                ) from error
+            if array.dtype.kind not in _NUMERIC_KINDS:
+                raise ValueError(
+                    f"nn.load: {path}: member {name!r} has dtype {array.dtype}; a checkpoint "
+                    "holds only numeric and bool arrays"
+                )
+            state[key] = array
+    return state
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -144,15 +191,36 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(path, framework="np") as f:
-            keys = list(f.keys())
-            order = json.loads((f.metadata() or {}).get(_ORDER_KEY, "[]"))
-            if sorted(order) == sorted(keys):
-                keys = order  # the order they were saved in
-            # np.array copies: the result owns its memory, not the file's mapping
-            return {key: np.array(f.get_tensor(key)) for key in keys}
-    except (SafetensorError, ValueError, TypeError) as error:
+        handle = safe_open(path, framework="np")
+    except (SafetensorError, OSError, ValueError) as error:
+        if isinstance(error, FileNotFoundError | IsADirectoryError | PermissionError):
+            raise
         raise ValueError(
-            f"nn.load: {path} is not a readable .safetensors checkpoint (truncated or "
-            f"corrupt?): {error}"
+            f"nn.load: {path} is not a readable .safetensors checkpoint (truncated, or a "
+            f"corrupt header?): {error}"
         ) from error
+    state: dict[str, np.ndarray] = {}
+    with handle as f:
+        keys = list(f.keys())
+        try:
+            order = json.loads((f.metadata() or {}).get(_ORDER_KEY, "[]"))
+            if isinstance(order, list) and sorted(map(str, order)) == sorted(keys):
+                keys = order  # the order they were saved in
+        except (ValueError, TypeError):
+            pass  # unreadable order metadata: the tensors themselves are still good
+        for key in keys:
+            try:
+                # np.array copies: the result owns its memory, not the file's mapping
+                array = np.array(f.get_tensor(key))
+            except Exception as error:  # noqa: BLE001 (bf16/fp8 give TypeError, AttributeError)
+                raise ValueError(
+                    f"nn.load: {path}: member {key!r} is not readable as a numpy array: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            if array.dtype.kind not in _NUMERIC_KINDS:
+                raise ValueError(
+                    f"nn.load: {path}: member {key!r} has dtype {array.dtype}; a checkpoint "
+                    "holds only numeric and bool arrays"
+                )
+            state[key] = array
+    return state

@@ -1,8 +1,8 @@
-"""End-to-end tests of train_mnist.py on the shipped MNIST subset (1000 train / 500 test).
+"""End-to-end tests of train_mnist.py on the MNIST subset in tests/data (1000 train / 500 test).
 
 `train_mnist.main(argv)` runs in-process; a subprocess only where a real process matters
-(exit status and stderr of an unreachable dataset). Runs are small (a few hundred images,
-1-3 epochs) and the plots, which cost seconds, are drawn in one run only.
+(exit status and stderr of bad options and an unreachable dataset, SIGINT). Runs are small
+(a few hundred images, 1-3 epochs) and the plots, which cost seconds, are drawn in one run only.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import io
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -71,6 +73,8 @@ def run(*argv: str, plots: bool = False) -> tuple[int, str, str]:
     else, metrics.json and the checkpoint included, is written as usual.
     """
     argv_list = [*argv, "--dataset", str(SUBSET), "--no-progress"]
+    if "--threads" not in argv:  # small matrices: one BLAS thread (see offline_cache)
+        argv_list += ["--threads", "1"]
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.ExitStack() as stack:
         mp = stack.enter_context(pytest.MonkeyPatch.context())
@@ -417,3 +421,323 @@ def test_random_shift_moves_each_image_within_bounds() -> None:
         np.testing.assert_array_equal(np.roll(original, (dy, dx), axis=(0, 1)), moved)
         moves.add((int(dy), int(dx)))
     assert len(moves) > 10  # many different shifts, not one
+
+
+# ----- bad options: refused at start-up, nothing touched (issue 16) -----------------------------
+# The command a new user tries, plus one option (argparse lets the last of a repeat win).
+BASE = ["--model", "mlp", "--dataset", str(SUBSET), "--limit", "100", "--epochs", "1"]
+
+
+def subprocess_env(cache: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "NPGRAD_CACHE": str(cache),
+    }
+
+
+@pytest.fixture(scope="module")
+def good_run(offline_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding one good checkpoint of BASE's run, made once for the module."""
+    out = tmp_path_factory.mktemp("good")
+    status, _, stderr = run(*BASE, "--out", str(out))
+    assert status == 0, stderr
+    return out
+
+
+@pytest.fixture
+def earlier(good_run: Path, tmp_path: Path) -> tuple[Path, bytes]:
+    """A copy of the good run to point a new run at: (folder, its checkpoint's bytes)."""
+    folder = tmp_path / "D"
+    shutil.copytree(good_run, folder)
+    return folder, (folder / "model.npz").read_bytes()
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+# (option, value, a phrase of the reason); a value of "FILE" is replaced by an existing file
+BAD_OPTIONS = [
+    # the rows of issue 16's table
+    ("--epochs", "0", "positive integer"),
+    ("--epochs", "-1", "positive integer"),
+    ("--batch-size", "0", "positive integer"),
+    ("--lr", "nan", "finite number > 0"),
+    ("--lr", "-1", "finite number > 0"),
+    ("--limit", "-5", "positive integer"),
+    ("--out", "FILE", "not a folder"),
+    ("--draw-graph", "step.xyz", "suffix"),
+    # and their neighbours
+    ("--threads", "0", "positive integer"),
+    ("--lr", "inf", "finite number > 0"),
+    ("--lr", "0", "finite number > 0"),
+    ("--limit", "0", "positive integer"),
+    ("--batch-size", "1.5", "positive integer"),
+    ("--seed", "-1", ">= 0"),
+    ("--shift", "-2", ">= 0"),
+    ("--model", "resnet", "invalid choice"),
+    ("--optimizer", "lbfgs", "invalid choice"),
+    ("--out", "FILE/run", "is a file"),
+]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reason"), BAD_OPTIONS, ids=[f"{o} {v}" for o, v, _ in BAD_OPTIONS]
+)
+def test_bad_option_exits_2_at_start_up_touching_nothing(
+    option: str,
+    value: str,
+    reason: str,
+    earlier: tuple[Path, bytes],
+    offline_cache: Path,
+    tmp_path: Path,
+) -> None:
+    folder, checkpoint = earlier
+    before = listing(folder)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    value = value.replace("FILE", str(a_file))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    process = subprocess.run(
+        [sys.executable, str(REPO / "train_mnist.py"), *BASE, "--out", str(folder)]
+        + ["--no-progress", option, value],
+        cwd=cwd,
+        env=subprocess_env(offline_cache),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 2, process.stderr
+    message = process.stderr.strip()
+    assert "Traceback" not in message and "\n" not in message, message  # one line
+    assert f"argument {option}:" in message and repr(value) in message, message
+    assert reason in message, message
+    assert process.stdout == ""  # no training started
+    # the earlier checkpoint (and everything beside it) is as it was, and nothing was written
+    assert (folder / "model.npz").read_bytes() == checkpoint
+    assert listing(folder) == before
+    assert list(cwd.iterdir()) == [] and a_file.read_text() == "not a folder"
+
+
+def test_explicit_values_are_not_defaults(tmp_path: Path) -> None:
+    """`--epochs 1 --batch-size 1 --shift 0 --seed 0` are honoured as given, never replaced."""
+    status, stdout, stderr = run(
+        *BASE, "--batch-size", "100", "--shift", "0", "--seed", "0", "--out", str(tmp_path)
+    )
+    assert status == 0, stderr
+    config = metrics(tmp_path)["config"]
+    assert config["epochs"] == 1 and config["batch_size"] == 100 and config["limit"] == 100
+    assert config["shift"] == 0 and config["seed"] == 0
+    assert len(re.findall(r"^epoch +\d+/1 ", stdout, flags=re.M)) == 1
+
+
+def test_resume_refuses_settings_it_would_ignore(good_run: Path) -> None:
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as info, contextlib.redirect_stderr(err):
+        train_mnist.parse_args(["--resume", str(good_run), "--lr", "0.5", "--batch-size", "7"])
+    assert info.value.code == 2
+    message = err.getvalue().strip()
+    assert "argument --resume:" in message and "drop --batch-size, --lr" in message, message
+    assert "\n" not in message
+
+
+def test_resume_with_fewer_epochs_than_done_exits_2(good_run: Path, tmp_path: Path) -> None:
+    status, _, stderr = run(*SMALL, "--epochs", "2", "--out", str(tmp_path))
+    assert status == 0, stderr
+    checkpoint = (tmp_path / "model.npz").read_bytes()
+    status, stdout, stderr = run("--resume", str(tmp_path), "--epochs", "1")
+    assert status == 2
+    assert "--epochs" in stderr and "1 is fewer than the 2 epochs" in stderr, stderr
+    assert (tmp_path / "model.npz").read_bytes() == checkpoint
+
+
+def test_default_dataset_is_the_shipped_copy_found_from_the_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the cwd must not matter
+    args = train_mnist.parse_args([])
+    assert args.dataset is None
+    assert train_mnist.dataset_source(args.dataset) == str(REPO / "data" / "mnist")
+    assert (REPO / "data" / "mnist" / "mnist" / "train-00000-of-00001.parquet").is_file()
+    assert train_mnist.dataset_source("ylecun/mnist") == "ylecun/mnist"
+
+
+def test_threads_default_and_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in train_mnist.BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert train_mnist.thread_limit(None) == len(os.sched_getaffinity(0))
+    assert train_mnist.thread_limit(3) == 3
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert train_mnist.thread_limit(None) is None  # the environment's choice is kept
+    assert train_mnist.thread_limit(2) == 2  # an explicit --threads wins
+
+
+def test_threads_option_sets_blas_threads_for_the_run(tmp_path: Path) -> None:
+    if train_mnist.blas_threads() is None:
+        pytest.skip("threadpoolctl finds no BLAS library")
+    status, stdout, stderr = run(*BASE, "--out", str(tmp_path))  # run() passes --threads 1
+    assert status == 0, stderr
+    assert "BLAS threads: 1" in stdout
+    status, stdout, stderr = run(*BASE, "--out", str(tmp_path), "--threads", "2")
+    assert status == 0, stderr
+    assert "BLAS threads: 2" in stdout
+    assert train_mnist.blas_threads() == 1  # the caller's limit (this module's) is back
+
+
+# ----- a loss that stops being finite ------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_diverging_run_stops_at_once_and_keeps_the_earlier_checkpoint(
+    earlier: tuple[Path, bytes],
+) -> None:
+    folder, checkpoint = earlier
+    # lr 1e30: the first step's update overflows float32, so step 2's loss is NaN
+    status, stdout, stderr = run(*BASE, "--batch-size", "10", "--lr", "1e30", "--out", str(folder))
+    assert status == 1
+    assert "Traceback" not in stderr
+    assert re.search(r"stopped in epoch 1: the training loss is nan at step 2 of 10", stderr)
+    assert "lower --lr" in stderr and "1e+30" in stderr
+    assert "earlier run's, left as it was" in stderr, stderr
+    assert (folder / "model.npz").read_bytes() == checkpoint
+    assert "epoch  1/1" not in stdout  # no epoch was reported as done
+
+
+def test_nan_in_epoch_2_keeps_epoch_1s_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NaN injected into the inputs after epoch 1 (3 training and 1 test batch an epoch)."""
+    real_normalise, calls = train_mnist.normalise, []
+
+    def normalise(images: np.ndarray) -> np.ndarray:
+        calls.append(len(images))
+        x = real_normalise(images)
+        if len(calls) == 4 + 2:  # epoch 2, its second training batch
+            x[0, 0, 5, 5] = np.nan
+        return x
+
+    monkeypatch.setattr(train_mnist, "normalise", normalise)
+    argv = [*BASE, "--epochs", "2", "--limit", "150", "--batch-size", "50"]
+    status, stdout, stderr = run(*argv, "--out", str(tmp_path))
+    assert status == 1
+    assert "stopped in epoch 2: the training loss is nan at step 2 of 3" in stderr, stderr
+    checkpoint = tmp_path / "model.npz"
+    assert f"Last complete checkpoint: {checkpoint} (epoch 1)" in stderr, stderr
+    assert [h["epoch"] for h in saved_meta(checkpoint)["history"]] == [1]
+    saved = saved_arrays(checkpoint)
+    assert all(np.isfinite(v).all() for v in saved.values())
+    # its weights are epoch 1's of the same run without the NaN (a 1-epoch run: the same
+    # steps, only the cosine schedule's length, hence the saved lr, differs)
+    monkeypatch.undo()
+    reference = tmp_path / "reference"
+    status, _, stderr = run(*BASE, "--limit", "150", "--batch-size", "50", "--out", str(reference))
+    assert status == 0, stderr
+    expected = saved_arrays(reference / "model.npz")
+    model_only = lambda arrays: {k: v for k, v in arrays.items() if k.startswith("model.")}  # noqa: E731
+    assert len(model_only(saved)) == 6
+    assert_same_arrays(model_only(saved), model_only(expected))
+
+
+def test_non_finite_weights_are_never_saved(tmp_path: Path) -> None:
+    model = train_mnist.build_model("mlp")
+    optimizer = train_mnist.build_optimizer(model, "sgd", 0.1)
+    scheduler = nn.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=2)
+    next(iter(model.parameters())).data[3, 4] = np.inf
+    path = tmp_path / "model.npz"
+    with pytest.raises(train_mnist.NotFinite, match="1.layers.0.weight"):
+        train_mnist.save_checkpoint(path, model, optimizer, scheduler, {"model": "mlp"})
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----- Ctrl-C: the message says what is on disk ------------------------------------------------
+# Runs train_mnist.main in a real process that stops at a chosen point, prints a marker line
+# and waits there for the test's SIGINT.
+INTERRUPTIBLE = r"""
+import signal, sys, time
+# a process started with SIGINT ignored (a background job) would not get KeyboardInterrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.path.insert(0, sys.argv[1])
+import train_mnist
+import nn.serialization
+
+def wait_for_sigint(marker):
+    print(marker, flush=True)
+    time.sleep(120)
+    sys.exit("no SIGINT came")
+
+where, calls = sys.argv[2], []
+if where == "step":  # the third training batch of epoch 1
+    real_normalise = train_mnist.normalise
+    def normalise(images):
+        calls.append(1)
+        if len(calls) == 3:
+            wait_for_sigint("PAUSED in epoch 1")
+        return real_normalise(images)
+    train_mnist.normalise = normalise
+else:  # "save 2": inside nn.save of epoch 2's checkpoint, its temporary file open
+    real_write = nn.serialization._write_npz
+    def write(f, arrays):
+        calls.append(1)
+        if len(calls) == 2:
+            wait_for_sigint("PAUSED writing epoch 2")
+        real_write(f, arrays)
+    nn.serialization._write_npz = write
+sys.exit(train_mnist.main(sys.argv[3:]))
+"""
+
+
+def interrupt(where: str, argv: list[str], cache: Path) -> tuple[int, str, str]:
+    """Run `train_mnist.py argv` until it pauses at `where`, send SIGINT, return its end."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTIBLE, str(REPO), where, *argv]
+        + ["--dataset", str(SUBSET), "--no-progress"],
+        env=subprocess_env(cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = []
+    try:
+        for line in process.stdout:  # ends at EOF if the process dies before its marker
+            seen.append(line)
+            if line.startswith("PAUSED"):
+                process.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert any(line.startswith("PAUSED") for line in seen), "".join(seen) + process.stderr.read()
+    return process.returncode, "".join(seen) + stdout, stderr
+
+
+def test_ctrl_c_before_any_checkpoint_says_nothing_saved(
+    offline_cache: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    status, stdout, stderr = interrupt(
+        "step", [*SMALL, "--epochs", "2", "--out", str(out)], offline_cache
+    )
+    assert status == 130, stderr
+    assert "Traceback" not in stdout + stderr
+    assert "interrupted: nothing saved; start again" in stdout, stdout
+    assert "--resume" not in stdout
+    assert not (out / "model.npz").exists()
+
+
+def test_ctrl_c_while_epoch_2_is_saved_names_epoch_1(offline_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    status, stdout, stderr = interrupt(
+        "save 2", [*SMALL, "--epochs", "3", "--out", str(out)], offline_cache
+    )
+    assert status == 130, stderr
+    assert "Traceback" not in stdout + stderr
+    checkpoint = out / "model.npz"
+    assert f"interrupted: last complete checkpoint: {checkpoint} (epoch 1); " in stdout, stdout
+    assert f"continue with --resume {out}" in stdout
+    # the file on disk agrees, and the interrupted write left no temporary file behind
+    assert [h["epoch"] for h in saved_meta(checkpoint)["history"]] == [1]
+    assert sorted(p.name for p in out.iterdir()) == ["model.npz"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 SUBSET = REPO / "tests" / "data" / "mnist"
 TRAIN_PARQUET = SUBSET / "mnist" / "train-00000-of-00001.parquet"
 TEST_PARQUET = SUBSET / "mnist" / "test-00000-of-00001.parquet"
+SHIPPED = REPO / "data" / "mnist"  # the full copy train_mnist.py reads by default
 
 
 # --------------------------------------------------------------------------------------
@@ -336,7 +338,8 @@ def test_unreachable_hub_id_offline(npgrad_cache: Path) -> None:
     assert time.perf_counter() - t0 < 5.0
     message = str(info.value)
     assert "'ylecun/mnist'" in message and "--dataset" in message
-    assert "python train_mnist.py --dataset ../shared/mnist" in message
+    # the way out names the shipped copy and --dataset PATH
+    assert "data/mnist" in message and "--dataset PATH" in message
 
 
 def test_unwritable_cache_only_warns(hf_offline: None, tmp_path: Path) -> None:
@@ -345,3 +348,52 @@ def test_unwritable_cache_only_warns(hf_offline: None, tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="could not cache MNIST"):
         images, labels = load_mnist(SUBSET, "test", cache_dir=blocker / "cache")
     assert images.shape == (500, 28, 28) and labels.shape == (500,)
+
+
+# --------------------------------------------------------------------------------------
+# the full MNIST copy shipped in data/mnist
+# --------------------------------------------------------------------------------------
+
+# label counts of the original IDX files (README of data/mnist)
+MNIST_COUNTS = {
+    "train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+    "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+}
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_shipped_copy_is_full_mnist_in_the_hub_layout(split: str) -> None:
+    """Read straight from the parquet (no PNG decoding): rows, columns, label counts."""
+    path = SHIPPED / "mnist" / f"{split}-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    assert table.column_names == ["image", "label"]
+    assert b"huggingface" in table.schema.metadata  # datasets reads the features from here
+    labels = table.column("label").to_numpy()
+    assert np.bincount(labels, minlength=10).tolist() == MNIST_COUNTS[split]
+    first = {"train": [5, 0, 4, 1, 9, 2, 1, 3, 1, 4], "test": [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]}
+    assert labels[:10].tolist() == first[split]
+    # the subset in tests/data is the first rows of these files, byte for byte
+    subset = pq.read_table(SUBSET / "mnist" / f"{split}-00000-of-00001.parquet")
+    assert subset.slice(0, 5).equals(table.slice(0, 5))
+
+
+def test_shipped_test_split_loads_through_datasets(npgrad_cache: Path) -> None:
+    images, labels = load_mnist(SHIPPED, split="test")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert np.bincount(labels).tolist() == MNIST_COUNTS["test"]
+    png = pq.read_table(SHIPPED / "mnist" / "test-00000-of-00001.parquet", columns=["image"])
+    np.testing.assert_array_equal(
+        images[9999], np.array(Image.open(io.BytesIO(png.column("image")[9999]["bytes"].as_py())))
+    )
+
+
+def test_shipped_copy_is_committed_not_ignored() -> None:
+    """git must not ignore the parquet files (a fresh clone would lack its default data)."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = [str(p.relative_to(REPO)) for p in sorted(SHIPPED.rglob("*.parquet"))]
+    assert len(files) == 2
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *files], cwd=REPO, capture_output=True, text=True
+    )
+    assert ignored.returncode == 1 and ignored.stdout == "", ignored.stdout  # 1: none ignored

@@ -1,5 +1,6 @@
 """nn.save / nn.load: .npz and .safetensors round trips, atomic writes, clear errors."""
 
+import json
 import os
 import zipfile
 
@@ -173,3 +174,129 @@ def test_missing_safetensors_package_is_a_clear_import_error(tmp_path, monkeypat
     with pytest.raises(ImportError, match="pip install safetensors"):
         nn.save({"a": np.zeros(1)}, tmp_path / "a.safetensors")
     assert os.listdir(tmp_path) == []
+
+
+# ----- members that are not plain numeric arrays ------------------------------------------------
+def _zip(path, members: dict) -> None:
+    """A hand-made .npz: `{member name: bytes}`."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _npy_bytes(array: np.ndarray, allow_pickle: bool = False) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+def test_zip_member_that_is_not_npy_is_refused_naming_file_and_member(tmp_path):
+    path = tmp_path / "raw.npz"
+    # np.load's NpzFile would hand this back as {'weight': b'...'}
+    _zip(path, {"bias.npy": _npy_bytes(np.zeros(2, np.float32)), "weight": b"\x00" * 64})
+    with pytest.raises(ValueError, match=r"raw\.npz.*'weight'") as info:
+        nn.load(path)
+    assert "not an .npy array" in str(info.value)
+
+
+def test_npy_named_member_with_garbage_inside_is_refused(tmp_path):
+    path = tmp_path / "fake.npz"
+    _zip(path, {"weight.npy": b"this is not an npy file" * 4})
+    with pytest.raises(ValueError, match=r"fake\.npz.*'weight\.npy'"):
+        nn.load(path)
+
+
+def test_object_dtype_member_is_refused_naming_the_member(tmp_path):
+    path = tmp_path / "objects.npz"
+    pickled = _npy_bytes(np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    _zip(path, {"w.npy": _npy_bytes(np.ones(3)), "meta.npy": pickled})
+    with pytest.raises(ValueError, match=r"objects\.npz.*'meta\.npy'"):
+        nn.load(path)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array(["a", "bc"]),  # unicode strings
+        np.array([b"xy"]),  # bytes
+        np.zeros(2, dtype=[("x", np.float32), ("y", np.int8)]),  # structured
+        np.array(["2024-01-01"], dtype="datetime64[D]"),
+    ],
+    ids=["str", "bytes", "structured", "datetime"],
+)
+def test_non_numeric_dtype_member_is_refused_naming_dtype_and_member(tmp_path, array):
+    path = tmp_path / "odd.npz"
+    _zip(path, {"good.npy": _npy_bytes(np.arange(3)), "odd.npy": _npy_bytes(array)})
+    with pytest.raises(ValueError, match=r"odd\.npz.*'odd\.npy'") as info:
+        nn.load(path)
+    assert str(array.dtype) in str(info.value)
+
+
+def test_hand_made_numeric_zip_still_loads(tmp_path):
+    """The member-by-member reader accepts what np.savez and np.savez_compressed write."""
+    path = tmp_path / "numpy.npz"
+    np.savez_compressed(path, w=np.arange(6, dtype=np.int16).reshape(2, 3), flag=np.bool_(True))
+    loaded = nn.load(path)
+    assert list(loaded) == ["w", "flag"]
+    assert loaded["w"].dtype == np.int16 and loaded["w"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert loaded["flag"].dtype == np.bool_ and loaded["flag"].shape == () and loaded["flag"]
+
+
+def _safetensors_file(path, header: bytes, data: bytes) -> None:
+    import struct
+
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+
+
+def _good_safetensors(tmp_path):
+    pytest.importorskip("safetensors")
+    path = tmp_path / "good.safetensors"
+    nn.save({"w": np.arange(4, dtype=np.float32)}, path)
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    return data[8 : 8 + size], data[8 + size :]
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda header: b"{" + b"\x00" * (len(header) - 1),  # not JSON
+        lambda header: b"\xff" * len(header),  # not UTF-8
+        lambda header: header.replace(b'"F32"', b'"X32"'),  # unknown dtype
+        lambda header: header.replace(b"[0,16]", b"[0,99]"),  # offsets past the data
+    ],
+    ids=["json", "utf8", "dtype", "offsets"],
+)
+def test_corrupt_safetensors_header_is_value_error_naming_the_path(tmp_path, corrupt):
+    header, data = _good_safetensors(tmp_path)
+    assert b"[0,16]" in header and b'"F32"' in header  # the bytes the corruptions edit
+    path = tmp_path / "broken.safetensors"
+    _safetensors_file(path, corrupt(header), data)
+    with pytest.raises(ValueError, match=r"broken\.safetensors.*header"):
+        nn.load(path)
+
+
+def test_safetensors_header_length_past_the_file_is_refused(tmp_path):
+    header, data = _good_safetensors(tmp_path)
+    path = tmp_path / "long.safetensors"
+    path.write_bytes((10**12).to_bytes(8, "little") + header + data)
+    with pytest.raises(ValueError, match=r"long\.safetensors"):
+        nn.load(path)
+
+
+def test_safetensors_member_numpy_cannot_hold_is_refused_naming_it(tmp_path):
+    """bfloat16 and float8 are valid safetensors dtypes with no numpy dtype."""
+    pytest.importorskip("safetensors")
+    header = json.dumps(
+        {
+            "ok": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]},
+            "half": {"dtype": "BF16", "shape": [2], "data_offsets": [2, 6]},
+        }
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "bf16.safetensors"
+    _safetensors_file(path, header, bytes(6))
+    with pytest.raises(ValueError, match=r"bf16\.safetensors.*'half'"):
+        nn.load(path)
