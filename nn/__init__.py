@@ -7,7 +7,8 @@ from nn import optim
 ```
 """
 
-from . import data, functional, init, optim
+from . import data, functional, init, optim, utils
+from .attention import MultiheadAttention
 from .layers import (
     GELU,
     MLP,
@@ -33,6 +34,7 @@ from .layers import (
 )
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from .module import Module, Parameter
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .serialization import load, save
 
 __all__ = [
@@ -41,4 +43,5 @@ __all__ = [
     "Softmax", "LogSoftmax", "Identity", "Flatten", "Dropout", "Conv2d", "MaxPool2d",
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Embedding",
     "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCEWithLogitsLoss",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MultiheadAttention", "utils",
 ]  # fmt: skip

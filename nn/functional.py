@@ -103,9 +103,38 @@ def relu(x: Tensor) -> Tensor:
     return _tensor(x).relu()
 
 
-def gelu(x: Tensor) -> Tensor:
-    """Exact GELU, x * Phi(x) (PyTorch's default, not the tanh approximation)."""
-    return _tensor(x).gelu()
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU: exact x * Phi(x) (erf form, PyTorch's default) with approximate="none"; with
+    approximate="tanh", 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's tanh form.
+
+    The tanh form is fused: numpy forward and backward (derivative 0.5 (1 + t) + 0.5 x
+    (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), t the forward's tanh); under
+    create_graph the backward differentiates the composed formula instead.
+    """
+    x = _tensor(x)
+    if approximate == "none":
+        return x.gelu()
+    if approximate != "tanh":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    k, c = float(np.sqrt(2.0 / np.pi)), 0.044715
+
+    def composed(x: Tensor) -> Tensor:
+        return 0.5 * x * (1.0 + (k * (x + c * x * x * x)).tanh())
+
+    xd = x.data
+    t = np.tanh(k * (xd + c * xd * xd * xd))
+    data = 0.5 * xd * (1.0 + t)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        if is_grad_enabled():  # create_graph: differentiate the composed twin instead
+            return _recorded_backward(composed, (x,), g)
+        slope = 1.0 - t * t
+        slope *= (0.5 * k) * xd * (1.0 + (3.0 * c) * xd * xd)
+        slope += 0.5 * (1.0 + t)
+        slope *= g.data
+        return (Tensor._from_array(slope),)
+
+    return Tensor._from_op(data, (x,), "gelu", backward, saved=(x,), approximate="tanh")
 
 
 def sigmoid(x: Tensor) -> Tensor:
@@ -817,3 +846,4 @@ def embedding(indices: Any, weight: Tensor) -> Tensor:
             f"(weight of shape {weight.shape})"
         )
     return weight[idx]
+from .attention import scaled_dot_product_attention  # noqa: E402, F401 (F's attention op)

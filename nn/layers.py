@@ -198,10 +198,20 @@ class Sigmoid(Module):
 
 
 class GELU(Module):
-    """Exact GELU, x * Phi(x) (erf form), PyTorch's default."""
+    """GELU: exact x * Phi(x) (erf form, PyTorch's default) or, with approximate="tanh",
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.gelu(x)
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
 
 
 class LeakyReLU(Module):

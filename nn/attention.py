@@ -1,0 +1,372 @@
+"""Attention: `scaled_dot_product_attention` (one fused op) and `MultiheadAttention`.
+
+`scaled_dot_product_attention(q, k, v)` = softmax(q @ k^T * scale + mask) @ v, as PyTorch's
+`torch.nn.functional.scaled_dot_product_attention`:
+
+- a bool `attn_mask` marks the positions that TAKE PART (True = attend); a float mask is
+  added to the scores; `is_causal=True` uses the top-left-aligned lower triangle of ones
+  (L, S) (query i sees keys 0..i), and cannot be combined with `attn_mask`;
+- rows whose scores are all -inf (every key masked out) give zero attention weights, so a
+  zero output row and zero gradients, as PyTorch 2.x's math path does (its `_safe_softmax`;
+  measured on PyTorch 2.13 for a bool mask with an all-False row and for a float mask with
+  an all -inf row alike). `MultiheadAttention` with `need_weights=True` computes a plain
+  softmax as PyTorch does there, so a fully masked row gives NaN weights and outputs, as in
+  PyTorch.
+
+The op is fused: a numpy forward (scores, softmax, dropout, weighted sum in five numpy
+passes) and a numpy backward (dV = P^T g, dP = g V^T, dS = P * (dP - rowsum(dP * P)),
+dQ = dS K * scale, dK = dS^T Q * scale). Under `autograd.grad(..., create_graph=True)` the
+backward differentiates the same function composed of Tensor ops, so it stays twice
+differentiable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+import autograd
+from autograd import Tensor
+
+from . import init
+from .functional import _recorded_backward, dropout, linear
+from .layers import Linear
+from .module import Module, Parameter
+
+__all__ = ["scaled_dot_product_attention", "MultiheadAttention"]
+
+
+def _tensor(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _causal(length: int, source: int) -> np.ndarray:
+    """(L, S) bool, True on and below the diagonal that starts at the top left."""
+    return np.tri(length, source, dtype=bool)
+
+
+def _sdpa_composed(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    keep_mask: np.ndarray | None,
+    dead: np.ndarray | None,
+    scale: float,
+    bool_mask: np.ndarray | None,
+) -> Tensor:
+    """The fused op with Tensor ops (its twice-differentiable twin); same constants."""
+    scores = (q @ k.swapaxes(-1, -2)) * scale
+    if bool_mask is not None:
+        scores = autograd.where(bool_mask, scores, -np.inf)
+    if mask is not None:
+        scores = scores + mask
+    if dead is not None:  # rows with every score -inf: finite stand-ins, zero weights
+        scores = autograd.where(dead, 0.0, scores)
+    weights = scores.softmax(axis=-1)
+    if dead is not None:
+        weights = autograd.where(dead, 0.0, weights)
+    if keep_mask is not None:
+        weights = weights * keep_mask
+    return weights @ v
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Any = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Tensor:
+    """softmax(query @ key^T * scale + mask) @ value, PyTorch's semantics (see the module doc).
+
+    query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev); leading axes
+    broadcast. attn_mask: bool (True = attend) or float (added), broadcastable to
+    (..., L, S); a float mask Tensor that requires grad gets its gradient. scale defaults to
+    1/sqrt(E). dropout_p > 0 zeroes attention weights with that probability (and scales the
+    rest by 1/(1 - p)), drawn from `autograd.generator()`: pass 0.0 in evaluation.
+    """
+    q, k, v = _tensor(query), _tensor(key), _tensor(value)
+    op = "scaled_dot_product_attention"
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError(
+            f"{op}: query, key and value need at least 2 axes (..., L, E), got shapes "
+            f"{q.shape}, {k.shape} and {v.shape}"
+        )
+    length, source = q.shape[-2], k.shape[-2]
+    if q.shape[-1] != k.shape[-1] or v.shape[-2] != source:
+        raise ValueError(
+            f"{op}: query {q.shape}, key {k.shape} and value {v.shape} do not fit "
+            "(expected (..., L, E), (..., S, E) and (..., S, Ev))"
+        )
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"{op}: dropout_p must lie in [0, 1], got {dropout_p}")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    bool_mask: np.ndarray | None = None
+    float_mask: Tensor | None = None
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError(f"{op}: pass either attn_mask or is_causal=True, not both")
+        bool_mask = _causal(length, source)
+    elif attn_mask is not None:
+        m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        if m.dtype == bool:
+            bool_mask = m
+        else:
+            float_mask = attn_mask if isinstance(attn_mask, Tensor) else Tensor(m, dtype=q.dtype)
+    scores_shape = np.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (length, source)
+    for m in (bool_mask, None if float_mask is None else float_mask.data):
+        if m is not None:
+            try:
+                np.broadcast_shapes(m.shape, scores_shape)
+            except ValueError:
+                raise ValueError(
+                    f"{op}: attn_mask of shape {m.shape} does not broadcast to the scores' "
+                    f"shape {scores_shape} (query {q.shape}, key {k.shape})"
+                ) from None
+
+    dtype = q.dtype
+    s = np.matmul(q.data, k.data.swapaxes(-1, -2))
+    s *= np.asarray(scale, dtype=s.dtype)
+    if bool_mask is not None:
+        s = np.where(bool_mask, s, np.asarray(-np.inf, dtype=s.dtype))
+    if float_mask is not None:
+        s = s + float_mask.data
+    peak = s.max(axis=-1, keepdims=True)
+    dead = None
+    if bool_mask is not None or float_mask is not None:
+        dead_rows = peak == -np.inf
+        if dead_rows.any():
+            dead = dead_rows
+            peak = np.where(dead, 0.0, peak).astype(peak.dtype)
+    s -= peak
+    p = np.exp(s, out=s)
+    total = p.sum(axis=-1, keepdims=True)
+    if dead is not None:
+        total[dead] = 1.0  # 0 / 1: the dead rows' weights stay zero
+    p /= total
+    keep_mask = None
+    weights = p
+    if dropout_p > 0.0:
+        draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+        keep = autograd.generator().random(p.shape, dtype=draw_dtype) >= dropout_p
+        keep_mask = np.multiply(keep, np.asarray(1.0 / (1.0 - dropout_p), dtype=dtype), dtype=dtype)
+        weights = p * keep_mask
+    data = np.matmul(weights, v.data)
+
+    inputs = (q, k, v, float_mask)
+    parents = (q, k, v) if float_mask is None else (q, k, v, float_mask)
+
+    def composed(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        return _sdpa_composed(q, k, v, mask, keep_mask, dead, scale, bool_mask)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        if autograd.is_grad_enabled():  # create_graph: differentiate the composed twin instead
+            return _recorded_backward(composed, inputs, g)[: len(parents)]
+        gd = g.data
+        wrap = Tensor._from_array
+        dv = wrap(np.matmul(weights.swapaxes(-1, -2), gd)) if v.requires_grad else None
+        need_scores = q.requires_grad or k.requires_grad
+        need_scores = need_scores or (float_mask is not None and float_mask.requires_grad)
+        dq = dk = dmask = None
+        if need_scores:
+            dp = np.matmul(gd, v.data.swapaxes(-1, -2))  # (..., L, S)
+            if keep_mask is not None:
+                dp *= keep_mask
+            ds = dp * p
+            ds -= p * ds.sum(axis=-1, keepdims=True)  # softmax backward: P * (dP - <dP, P>)
+            if float_mask is not None and float_mask.requires_grad:
+                dmask = wrap(ds.copy())
+            ds *= np.asarray(scale, dtype=ds.dtype)
+            if q.requires_grad:
+                dq = wrap(np.matmul(ds, k.data))
+            if k.requires_grad:
+                dk = wrap(np.matmul(ds.swapaxes(-1, -2), q.data))
+        return (dq, dk, dv, dmask)[: len(parents)]
+
+    return Tensor._from_op(
+        data,
+        parents,
+        op,
+        backward,
+        saved=parents,
+        saves_output=False,
+        scale=scale,
+        dropout_p=dropout_p,
+        is_causal=is_causal,
+    )
+
+
+# ----- multi-head attention ----------------------------------------------------------------
+def _as_additive(
+    mask: Any, name: str, dtype: np.dtype, shapes: tuple[tuple[int, ...], ...]
+) -> Tensor | None:
+    """A MultiheadAttention mask as a float mask to add: bool True (= do NOT attend) becomes
+    -inf, False 0; float masks are added as they are."""
+    if mask is None:
+        return None
+    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if m.shape not in shapes:
+        raise ValueError(
+            f"MultiheadAttention: {name} of shape {m.shape} does not fit "
+            f"(expected one of {', '.join(str(s) for s in shapes)})"
+        )
+    if m.dtype == bool:
+        return Tensor(np.where(m, -np.inf, 0.0).astype(dtype))
+    return mask if isinstance(mask, Tensor) else Tensor(m, dtype=dtype)
+
+
+class MultiheadAttention(Module):
+    """Multi-head attention as `torch.nn.MultiheadAttention` (kdim = vdim = embed_dim).
+
+    Parameters: `in_proj_weight` (3E, E) (rows: query, key, value projections; Xavier
+    uniform), `in_proj_bias` (3E,) (zeros), `out_proj` a Linear(E, E) (bias zeros).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = False,
+    ) -> None:
+        super().__init__()
+        if embed_dim <= 0 or num_heads <= 0 or embed_dim % num_heads:
+            raise ValueError(
+                f"MultiheadAttention: embed_dim ({embed_dim}) must be a positive multiple of "
+                f"num_heads ({num_heads})"
+            )
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"MultiheadAttention: dropout must lie in [0, 1], got {dropout}")
+        self.embed_dim, self.num_heads = int(embed_dim), int(num_heads)
+        self.head_dim = embed_dim // num_heads
+        self.dropout, self.batch_first = float(dropout), bool(batch_first)
+        dtype = autograd.get_default_dtype()
+        self.in_proj_weight = Parameter(np.empty((3 * embed_dim, embed_dim), dtype=dtype))
+        self.in_proj_bias = Parameter(np.empty(3 * embed_dim, dtype=dtype)) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.xavier_uniform_(self.in_proj_weight)
+        if self.in_proj_bias is not None:
+            init.zeros_(self.in_proj_bias)
+            init.zeros_(self.out_proj.bias)
+
+    def forward(
+        self,
+        query: Any,
+        key: Any,
+        value: Any,
+        key_padding_mask: Any = None,
+        need_weights: bool = True,
+        attn_mask: Any = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """query (L, N, E), key and value (S, N, E) ((N, L, E) if batch_first; unbatched
+        (L, E)); key_padding_mask (N, S) (or (S,)); attn_mask (L, S) or (N * num_heads, L,
+        S). In both masks a bool True marks a key that may NOT be attended to; float masks
+        are added to the scores. is_causal=True without attn_mask masks key j > query i
+        (top-left aligned for L != S); with attn_mask it is only a hint, and attn_mask is
+        used, as PyTorch does.
+
+        Returns (output like query, weights): weights (N, L, S) averaged over heads, or
+        (N, num_heads, L, S) with average_attn_weights=False, or None with
+        need_weights=False.
+        """
+        q_in, k_in, v_in = _tensor(query), _tensor(key), _tensor(value)
+        E, H, D = self.embed_dim, self.num_heads, self.head_dim  # noqa: N806
+        batched = q_in.ndim == 3
+        expected = 3 if batched else 2
+        for name, t in (("query", q_in), ("key", k_in), ("value", v_in)):
+            if t.ndim != expected or t.shape[-1] != E:
+                raise ValueError(
+                    f"MultiheadAttention: {name} of shape {t.shape} does not fit embed_dim {E} "
+                    f"(expected {'(N, L, E)' if self.batch_first else '(L, N, E)'} or (L, E), "
+                    "the same number of axes for query, key and value)"
+                )
+        # work batch first: (N, L, E)
+        if not batched:
+            q_in, k_in, v_in = (t.unsqueeze(0) for t in (q_in, k_in, v_in))
+        elif not self.batch_first:
+            q_in, k_in, v_in = (t.swapaxes(0, 1) for t in (q_in, k_in, v_in))
+        n, length, source = q_in.shape[0], q_in.shape[1], k_in.shape[1]
+        if k_in.shape[:2] != v_in.shape[:2] or k_in.shape[0] != n:
+            raise ValueError(
+                f"MultiheadAttention: query {tuple(np.shape(query))}, key "
+                f"{tuple(np.shape(key))} and value {tuple(np.shape(value))} do not fit "
+                "together (same batch; key and value of the same length)"
+            )
+        w, b = self.in_proj_weight, self.in_proj_bias
+        if query is key and key is value:  # self-attention: one projection matmul
+            qkv = linear(q_in, w, b)
+            q, k, v = qkv[..., :E], qkv[..., E : 2 * E], qkv[..., 2 * E :]
+        else:
+            parts = [
+                linear(t, w[i * E : (i + 1) * E], None if b is None else b[i * E : (i + 1) * E])
+                for i, t in enumerate((q_in, k_in, v_in))
+            ]
+            q, k, v = parts
+
+        def heads(t: Tensor, steps: int) -> Tensor:  # (N, T, E) -> (N, H, T, D)
+            return t.reshape(n, steps, H, D).transpose(0, 2, 1, 3)
+
+        q, k, v = heads(q, length), heads(k, source), heads(v, source)
+
+        dtype = q.dtype
+        mask = _as_additive(
+            attn_mask, "attn_mask", dtype, ((length, source), (n * H, length, source))
+        )
+        if mask is not None and mask.ndim == 3:
+            mask = mask.reshape(n, H, length, source)
+        elif mask is None and is_causal:
+            mask = Tensor(np.where(_causal(length, source), 0.0, -np.inf).astype(dtype))
+        pad = _as_additive(
+            key_padding_mask,
+            "key_padding_mask",
+            dtype,
+            ((n, source),) if batched else ((source,), (1, source)),
+        )
+        if pad is not None:
+            pad = pad.reshape(n, 1, 1, source)
+            mask = pad if mask is None else mask + pad
+        p = self.dropout if self.training else 0.0
+
+        weights = None
+        if need_weights:  # PyTorch's explicit path: a plain softmax
+            scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(D))
+            if mask is not None:
+                scores = scores + mask
+            weights = scores.softmax(axis=-1)
+            if p > 0:  # (the weights returned are the dropped-out ones too, as PyTorch's)
+                weights = dropout(weights, p, True)
+            heads_out = weights @ v
+        else:
+            heads_out = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        out = self.out_proj(heads_out.transpose(0, 2, 1, 3).reshape(n, length, E))
+        if not batched:
+            out = out.reshape(length, E)
+        elif not self.batch_first:
+            out = out.swapaxes(0, 1)
+        if weights is not None:
+            if average_attn_weights:
+                weights = weights.mean(axis=1)
+            if not batched:
+                weights = weights.reshape(weights.shape[1:])
+        return out, weights
+
+    def extra_repr(self) -> str:
+        s = f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.in_proj_bias is None:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        return s

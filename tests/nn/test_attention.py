@@ -1,0 +1,326 @@
+"""Attention: scaled_dot_product_attention and MultiheadAttention against a tiny numpy softmax
+written out here (masks bool and float, is_causal square and L != S, key_padding_mask, fully
+masked rows), gradients by finite differences (twice for the fused op), dropout from the
+seeded generator, PyTorch's parameter names and init, and state dicts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import autograd
+import nn
+from autograd import Tensor
+from nn import functional as F
+
+
+def arr(*shape: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def t64(a: np.ndarray, requires_grad: bool = False) -> Tensor:
+    return Tensor(a, dtype=np.float64, requires_grad=requires_grad)
+
+
+def softmax_by_hand(s: np.ndarray) -> np.ndarray:
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def attention_by_hand(q, k, v, add=None, scale=None):  # noqa: ANN001, ANN201
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = q @ np.swapaxes(k, -1, -2) * scale
+    if add is not None:
+        s = s + add
+    return softmax_by_hand(s) @ v
+
+
+# ----- scaled_dot_product_attention ---------------------------------------------------------
+def test_sdpa_plain_and_scale() -> None:
+    q, k, v = arr(2, 3, 4, 5), arr(2, 3, 6, 5, seed=1), arr(2, 3, 6, 7, seed=2)
+    out = F.scaled_dot_product_attention(t64(q), t64(k), t64(v))
+    assert out.shape == (2, 3, 4, 7)
+    np.testing.assert_allclose(out.data, attention_by_hand(q, k, v), rtol=1e-12)
+    out = F.scaled_dot_product_attention(t64(q), t64(k), t64(v), scale=0.25)
+    np.testing.assert_allclose(out.data, attention_by_hand(q, k, v, scale=0.25), rtol=1e-12)
+    # 2-D inputs and broadcast batch axes
+    out = F.scaled_dot_product_attention(t64(q[0, 0]), t64(k[0, 0]), t64(v[0, 0]))
+    np.testing.assert_allclose(out.data, attention_by_hand(q[0, 0], k[0, 0], v[0, 0]), rtol=1e-12)
+    out = F.scaled_dot_product_attention(t64(q), t64(k[:1, :1]), t64(v[:1, :1]))
+    np.testing.assert_allclose(out.data, attention_by_hand(q, k[:1, :1], v[:1, :1]), rtol=1e-12)
+
+
+def test_sdpa_bool_mask_true_takes_part_float_mask_is_added() -> None:
+    q, k, v = arr(3, 4, 5), arr(3, 6, 5, seed=1), arr(3, 6, 2, seed=2)
+    keep = np.random.default_rng(3).random((4, 6)) > 0.5
+    keep[:, 0] = True
+    out = F.scaled_dot_product_attention(t64(q), t64(k), t64(v), attn_mask=keep)
+    expected = attention_by_hand(q, k, v, add=np.where(keep, 0.0, -np.inf))
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    bias = arr(3, 4, 6, seed=4)
+    out = F.scaled_dot_product_attention(t64(q), t64(k), t64(v), attn_mask=t64(bias))
+    np.testing.assert_allclose(out.data, attention_by_hand(q, k, v, add=bias), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("length", "source"), [(4, 4), (3, 5), (5, 3)])
+def test_sdpa_is_causal_is_the_top_left_lower_triangle(length: int, source: int) -> None:
+    q, k, v = arr(2, length, 3), arr(2, source, 3, seed=1), arr(2, source, 2, seed=2)
+    out = F.scaled_dot_product_attention(t64(q), t64(k), t64(v), is_causal=True)
+    # query i sees keys 0..i, whatever S is
+    allowed = np.array([[j <= i for j in range(source)] for i in range(length)])
+    expected = attention_by_hand(q, k, v, add=np.where(allowed, 0.0, -np.inf))
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="either attn_mask or is_causal"):
+        F.scaled_dot_product_attention(
+            t64(q), t64(k), t64(v), np.ones((length, source), bool), is_causal=True
+        )
+
+
+def test_sdpa_fully_masked_rows_give_zeros_as_pytorch() -> None:
+    """PyTorch 2.x's math path: rows with no key to attend give zero weights (bool and float
+    masks alike), and zero gradients; the other rows are untouched."""
+    q, k, v = arr(3, 4), arr(5, 4, seed=1), arr(5, 2, seed=2)
+    keep = np.ones((3, 5), bool)
+    keep[1] = False
+    bias = np.zeros((3, 5))
+    bias[1] = -np.inf
+    for mask in (keep, t64(bias)):
+        tq = t64(q, requires_grad=True)
+        out = F.scaled_dot_product_attention(tq, t64(k), t64(v), attn_mask=mask)
+        np.testing.assert_array_equal(out.data[1], [0.0, 0.0])
+        np.testing.assert_allclose(out.data[[0, 2]], attention_by_hand(q, k, v)[[0, 2]], rtol=1e-12)
+        out.sum().backward()
+        np.testing.assert_array_equal(tq.grad[1], np.zeros(4))
+        assert np.isfinite(tq.grad).all()
+
+
+def test_sdpa_gradients_twice_and_the_float_mask_gradient() -> None:
+    q, k, v = (t64(arr(2, 3, 4, seed=s), True) for s in range(3))
+    keep = np.random.default_rng(5).random((3, 3)) > 0.3  # scores (2, 3, 3)
+    keep[:, 0] = True
+    bias = t64(arr(3, 3, seed=6), True)
+    assert autograd.gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [q, k, v])
+    assert autograd.gradcheck(
+        lambda q, k, v, b: F.scaled_dot_product_attention(q, k, v, attn_mask=b), [q, k, v, bias]
+    )
+    assert autograd.gradgradcheck(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=0.7),
+        [q, k, v],
+    )
+    assert autograd.gradgradcheck(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), [q, k, v]
+    )
+
+
+def test_sdpa_dropout_uses_the_seeded_generator() -> None:
+    q, k, v = arr(2, 4, 3), arr(2, 5, 3, seed=1), arr(2, 5, 2, seed=2)
+    autograd.manual_seed(7)
+    out = F.scaled_dot_product_attention(t64(q), t64(k), t64(v), dropout_p=0.5)
+    keep = np.random.default_rng(7).random((2, 4, 5)) >= 0.5  # the same draws, by hand
+    weights = softmax_by_hand(q @ k.swapaxes(-1, -2) / math.sqrt(3)) * keep / 0.5
+    np.testing.assert_allclose(out.data, weights @ v, rtol=1e-12)
+
+    def seeded(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        autograd.manual_seed(7)  # the same mask on every evaluation
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+
+    assert autograd.gradcheck(seeded, [t64(q, True), t64(k, True), t64(v, True)])
+
+
+def test_sdpa_keeps_float32_and_names_bad_shapes() -> None:
+    q = Tensor(arr(2, 3, 4).astype(np.float32), requires_grad=True)
+    out = F.scaled_dot_product_attention(q, q, q, is_causal=True)
+    assert out.dtype == np.float32
+    out.sum().backward()
+    assert q.grad.dtype == np.float32
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\).*\(2, 3, 5\)"):
+        F.scaled_dot_product_attention(q, Tensor(np.zeros((2, 3, 5))), q)
+    with pytest.raises(ValueError, match=r"attn_mask of shape \(4, 4\)"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((4, 4), bool))
+
+
+# ----- MultiheadAttention -------------------------------------------------------------------------
+E, HEADS = 4, 2
+
+
+def mha_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
+    """PyTorch's key names and shapes for MultiheadAttention(4, 2), built by hand."""
+    rng = np.random.default_rng(seed)
+    return {
+        "in_proj_weight": rng.uniform(-0.7, 0.7, (3 * E, E)),
+        "in_proj_bias": rng.uniform(-0.2, 0.2, 3 * E),
+        "out_proj.weight": rng.uniform(-0.7, 0.7, (E, E)),
+        "out_proj.bias": rng.uniform(-0.2, 0.2, E),
+    }
+
+
+def mha_by_hand(sd, q, k, v, add=None):  # noqa: ANN001, ANN201
+    """Batch-first (N, L, E) inputs; `add` broadcastable to (N, H, L, S). -> out, weights."""
+    w, b = sd["in_proj_weight"], sd["in_proj_bias"]
+    d = E // HEADS
+    n, length, source = q.shape[0], q.shape[1], k.shape[1]
+    qp = (q @ w[:E].T + b[:E]).reshape(n, length, HEADS, d).transpose(0, 2, 1, 3)
+    kp = (k @ w[E : 2 * E].T + b[E : 2 * E]).reshape(n, source, HEADS, d).transpose(0, 2, 1, 3)
+    vp = (v @ w[2 * E :].T + b[2 * E :]).reshape(n, source, HEADS, d).transpose(0, 2, 1, 3)
+    s = qp @ kp.transpose(0, 1, 3, 2) / math.sqrt(d)
+    if add is not None:
+        s = s + add
+    p = softmax_by_hand(s)
+    heads = (p @ vp).transpose(0, 2, 1, 3).reshape(n, length, E)
+    return heads @ sd["out_proj.weight"].T + sd["out_proj.bias"], p
+
+
+def make_mha(batch_first: bool = False) -> nn.MultiheadAttention:
+    autograd.set_default_dtype(np.float64)
+    try:
+        mha = nn.MultiheadAttention(E, HEADS, batch_first=batch_first)
+    finally:
+        autograd.set_default_dtype(np.float32)
+    mha.load_state_dict(mha_state_dict())
+    return mha
+
+
+def test_mha_parameters_and_init_as_pytorch() -> None:
+    autograd.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2)
+    assert [(n, p.shape) for n, p in mha.named_parameters()] == [
+        ("in_proj_weight", (24, 8)),
+        ("in_proj_bias", (24,)),
+        ("out_proj.weight", (8, 8)),
+        ("out_proj.bias", (8,)),
+    ]
+    bound = math.sqrt(6 / (24 + 8))  # xavier_uniform_ over the whole (3E, E) matrix
+    assert np.abs(mha.in_proj_weight.data).max() <= bound
+    assert np.abs(mha.in_proj_weight.data).max() > 0.9 * bound
+    assert not mha.in_proj_bias.data.any() and not mha.out_proj.bias.data.any()
+    assert [n for n, _ in nn.MultiheadAttention(8, 2, bias=False).named_parameters()] == [
+        "in_proj_weight",
+        "out_proj.weight",
+    ]
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        nn.MultiheadAttention(6, 4)
+
+
+def test_mha_pytorch_state_dict_gives_the_hand_computed_outputs() -> None:
+    sd = mha_state_dict()
+    q, k, v = arr(2, 3, E), arr(2, 5, E, seed=1), arr(2, 5, E, seed=2)
+    expected, p = mha_by_hand(sd, q, k, v)
+    mha = make_mha()  # sequence first: (L, N, E)
+    out, weights = mha(t64(q.swapaxes(0, 1)), t64(k.swapaxes(0, 1)), t64(v.swapaxes(0, 1)))
+    np.testing.assert_allclose(out.data, expected.swapaxes(0, 1), rtol=1e-12)
+    np.testing.assert_allclose(weights.data, p.mean(axis=1), rtol=1e-12)  # (N, L, S)
+    out, weights = make_mha(batch_first=True)(
+        t64(q), t64(k), t64(v), need_weights=True, average_attn_weights=False
+    )
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    np.testing.assert_allclose(weights.data, p, rtol=1e-12)  # (N, H, L, S)
+    out, weights = make_mha(batch_first=True)(t64(q), t64(k), t64(v), need_weights=False)
+    assert weights is None
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    # self-attention (query is key is value: one projection matmul) and unbatched (L, E)
+    x = t64(q)
+    self_out, _ = make_mha(batch_first=True)(x, x, x)
+    np.testing.assert_allclose(self_out.data, mha_by_hand(sd, q, q, q)[0], rtol=1e-12)
+    single, single_w = make_mha()(t64(q[0]), t64(k[0]), t64(v[0]))
+    assert single.shape == (3, E) and single_w.shape == (3, 5)
+    np.testing.assert_allclose(single.data, expected[0], rtol=1e-12)
+
+
+def test_mha_masks_true_means_not_attended() -> None:
+    sd = mha_state_dict()
+    mha = make_mha(batch_first=True)
+    q, k = arr(2, 3, E), arr(2, 5, E, seed=1)
+    padding = np.zeros((2, 5), bool)
+    padding[0, 3:] = True  # sample 0: its last two keys are padding
+    blocked = np.random.default_rng(4).random((3, 5)) > 0.7
+    blocked[:, 0] = False
+    add = np.where(blocked, -np.inf, 0.0) + np.where(padding, -np.inf, 0.0)[:, None, None, :]
+    out, w = mha(t64(q), t64(k), t64(k), key_padding_mask=padding, attn_mask=blocked)
+    expected, p = mha_by_hand(sd, q, k, k, add)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    np.testing.assert_allclose(w.data, p.mean(axis=1), rtol=1e-12)
+    assert not w.data[0, :, 3:].any()
+    # float masks are added; a 3-D attn_mask is per (sample, head)
+    per_head = arr(2 * HEADS, 3, 5, seed=5)
+    out, _ = mha(t64(q), t64(k), t64(k), attn_mask=t64(per_head), need_weights=False)
+    expected, _ = mha_by_hand(sd, q, k, k, per_head.reshape(2, HEADS, 3, 5))
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("length", "source"), [(4, 4), (3, 5)])
+def test_mha_is_causal_uses_the_top_left_triangle(length: int, source: int) -> None:
+    sd = mha_state_dict()
+    q, k = arr(2, length, E), arr(2, source, E, seed=1)
+    add = np.where(np.tri(length, source, dtype=bool), 0.0, -np.inf)
+    expected, p = mha_by_hand(sd, q, k, k, add)
+    for need_weights in (True, False):
+        out, _ = make_mha(batch_first=True)(
+            t64(q), t64(k), t64(k), need_weights=need_weights, is_causal=True
+        )
+        np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # (the NaN)
+def test_mha_fully_masked_rows_as_pytorch() -> None:
+    """need_weights=True is PyTorch's explicit softmax: NaN for a sample with every key
+    padded; need_weights=False goes through scaled_dot_product_attention: zeros (so the
+    output is out_proj's bias)."""
+    sd = mha_state_dict()
+    x = t64(arr(2, 3, E))
+    padding = np.zeros((2, 3), bool)
+    padding[0] = True
+    out, w = make_mha(batch_first=True)(x, x, x, key_padding_mask=padding)
+    assert np.isnan(out.data[0]).all() and np.isnan(w.data[0]).all()
+    assert np.isfinite(out.data[1]).all()
+    out, _ = make_mha(batch_first=True)(x, x, x, key_padding_mask=padding, need_weights=False)
+    np.testing.assert_allclose(out.data[0], np.broadcast_to(sd["out_proj.bias"], (3, E)))
+
+
+def test_mha_gradcheck_and_dropout() -> None:
+    mha = make_mha(batch_first=True)
+    names = [n for n, _ in mha.named_parameters()]
+    q, kv = t64(arr(1, 2, E), True), t64(arr(1, 3, E, seed=1), True)
+    padding = np.array([[False, False, True]])
+
+    def fn(q: Tensor, kv: Tensor, *params: Tensor) -> Tensor:
+        saved = [mha.in_proj_weight, mha.in_proj_bias, mha.out_proj.weight, mha.out_proj.bias]
+        mha.__dict__["in_proj_weight"], mha.__dict__["in_proj_bias"] = params[0], params[1]
+        mha.out_proj.__dict__["weight"], mha.out_proj.__dict__["bias"] = params[2], params[3]
+        try:
+            out, w = mha(q, kv, kv, key_padding_mask=padding)
+            return out.sum() + (w * w).sum()
+        finally:
+            mha.__dict__["in_proj_weight"], mha.__dict__["in_proj_bias"] = saved[0], saved[1]
+            mha.out_proj.__dict__["weight"], mha.out_proj.__dict__["bias"] = saved[2], saved[3]
+
+    params = [p for _, p in mha.named_parameters()]
+    assert len(params) == len(names)
+    assert autograd.gradcheck(fn, [q, kv, *params])
+    dropping = nn.MultiheadAttention(E, HEADS, dropout=0.5)
+    x = Tensor(arr(3, 2, E))
+    autograd.manual_seed(0)
+    a, _ = dropping(x, x, x)
+    autograd.manual_seed(0)
+    b, _ = dropping(x, x, x)
+    np.testing.assert_array_equal(a.data, b.data)  # the seeded generator decides
+    dropping.eval()
+    c, _ = dropping(x, x, x)
+    d, _ = dropping(x, x, x)
+    np.testing.assert_array_equal(c.data, d.data)
+    assert not np.allclose(a.data, c.data)
+
+
+def test_mha_state_dict_round_trip_and_errors(tmp_path) -> None:  # noqa: ANN001
+    mha = nn.MultiheadAttention(8, 4, batch_first=True)
+    path = tmp_path / "mha.safetensors"
+    nn.save(mha.state_dict(), path)
+    other = nn.MultiheadAttention(8, 4, batch_first=True)
+    other.load_state_dict(nn.load(path))
+    x = Tensor(arr(2, 3, 8))
+    np.testing.assert_array_equal(mha(x, x, x)[0].data, other(x, x, x)[0].data)
+    with pytest.raises(ValueError, match=r"query of shape \(2, 3, 5\)"):
+        mha(Tensor(arr(2, 3, 5)), x, x)
+    with pytest.raises(ValueError, match=r"key_padding_mask of shape \(3, 3\)"):
+        mha(x, x, x, key_padding_mask=np.zeros((3, 3), bool))
