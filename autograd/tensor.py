@@ -532,7 +532,8 @@ def backpropagate(
         _accumulate(grads, owned, root, _root_grad(root, g), False, create_graph)
     wanted = set(inputs)
     captured: dict[int, Tensor] = {}
-    visited: list[Tensor] = []  # op results, in the order their closures ran
+    # stand-ins for the tensors whose data backward releases (see `_release_parents`)
+    ghosts: dict[Tensor, ReleasedTensor] | None = None if retain_graph else {}
     anomaly = grad_mode._anomaly
     # the closures record a graph of their own only for create_graph
     previous_mode = grad_mode._grad_enabled
@@ -556,9 +557,6 @@ def backpropagate(
             if node._saved is not None and _buffer_stamps:  # (nothing changed in place: skip)
                 _check_saved(node)
             parent_grads = node._backward(g, node)
-            visited.append(node)
-            if not retain_graph and node._saved is not None:
-                node._backward = node._saved = None  # what it saved goes as soon as it ran
             parents = node._parents
             n = len(parents)
             if len(parent_grads) != n:  # (cheaper than zip's strict=True)
@@ -606,6 +604,10 @@ def backpropagate(
                         owned.add(parent)
                     if parent._parents:
                         heappush(waiting, (-parent._seq, parent))
+            if ghosts is not None:  # (after the parents got their gradients)
+                if node._saved is not None:
+                    node._backward = node._saved = None  # what it saved goes as it ran
+                _release_parents(node, ghosts)
         for leaf, g in grads.items():  # what is left are the leaves' summed gradients
             if leaf._hooks:  # (leaf hooks run before accumulation, in grad mode as above)
                 g = _run_hooks(leaf, g, owned)
@@ -615,8 +617,6 @@ def backpropagate(
                 _store_grad(leaf, g.data, leaf in owned)
     finally:
         grad_mode._grad_enabled = previous_mode
-    if not retain_graph:
-        release_graph(visited)
     return captured
 
 
@@ -671,35 +671,35 @@ def _released(node: Tensor) -> ReleasedTensor:
     return ghost
 
 
-def release_graph(nodes: Sequence[Tensor]) -> None:
-    """After a backward pass without `retain_graph`: the op results in `nodes` (children
-    before parents, as backward visits them) stop referring to their parents' data.
+def _release_parents(node: Tensor, ghosts: dict[Tensor, ReleasedTensor]) -> None:
+    """Backward without `retain_graph`, right after `node`'s closure ran: `node` stops
+    referring to its parents' data, so each intermediate's array goes as soon as backward
+    has passed it, and none is reachable from the graph once `backward()` returns.
 
     Parents that are op results, and inputs that need no gradient, are replaced by
-    `ReleasedTensor`s; leaves that require grad (and one-element constants) stay themselves.
-    Once the caller drops them, the intermediates' arrays are unreachable, while every tensor
-    the caller still holds keeps its data (its own parents are replaced just the same).
+    `ReleasedTensor`s; leaves that require grad (a second backward accumulates into their
+    `.grad`) and one-element constants stay themselves. A tensor the caller still holds keeps
+    its data (its own parents are replaced just the same when backward reaches it).
     """
-    ghosts: dict[Tensor, ReleasedTensor] = {}
-    for node in nodes:
-        new_parents = []
-        changed = False
-        for parent in node._parents:
-            # kept as they are: leaves that require grad (a second backward accumulates into
-            # their `.grad`) and one-element constants
-            if not parent._parents and (parent.requires_grad or parent.data.size <= 1):
-                new_parents.append(parent)
-                continue
-            ghost = ghosts.get(parent)
-            if ghost is None:
-                ghost = ghosts[parent] = _released(parent)
-            new_parents.append(ghost)
-            changed = True
-        if changed:
-            node._parents = new_parents = tuple(new_parents)
-            ghost = ghosts.get(node)
-            if ghost is not None:  # made when a child came by: it needs the new parents too
-                ghost._parents = new_parents
+    new_parents = []
+    changed = False
+    for parent in node._parents:
+        if not parent._parents and (parent.requires_grad or parent.data.size <= 1):
+            new_parents.append(parent)
+            continue
+        ghost = ghosts.get(parent)
+        if ghost is None:
+            ghost = ghosts[parent] = _released(parent)
+        new_parents.append(ghost)
+        changed = True
+    if changed:
+        node._parents = tuple(new_parents)
+    ghost = ghosts.get(node)
+    if ghost is not None:  # made when a child came by, before this node's backward ran
+        ghost._parents = node._parents
+        ghost._backward = node._backward
+        ghost._saved = node._saved
+        ghost.grad = node.grad
 
 
 def _run_hooks(node: Tensor, g: Tensor, owned: set[Tensor]) -> Tensor:
