@@ -330,13 +330,15 @@ class Tensor:
         and an op made earlier (smaller `_seq`) can tell that a tensor it saved changed
         since, without recording anything when it is made.
         """
+        global _latest_stamp
         self._version += 1
+        _latest_stamp = next(_op_counter)
         owner = _owner(self.data)
         key = id(owner)
         # (the weak reference drops the stamp with the array: ids are reused afterwards)
         _buffer_stamps[key] = (
             weakref.ref(owner, lambda _, key=key: _forget(key)),
-            next(_op_counter),
+            _latest_stamp,
         )
 
     # ----- hooks -------------------------------------------------------------------------
@@ -392,6 +394,9 @@ _OUTPUT = ("<output>",)
 # id(array that owns the memory) -> (weak reference to it, op-counter stamp of its last
 # in-place change through the API). An op made after the stamp is unaffected by the change.
 _buffer_stamps: dict[int, tuple[weakref.ref, int]] = {}
+# The newest stamp: an op made after it saved nothing that changed since (the usual case in a
+# training loop, whose optimiser step comes after backward), so backward skips the check.
+_latest_stamp = 0
 
 
 def _owner(array: np.ndarray) -> np.ndarray:
@@ -554,7 +559,7 @@ def backpropagate(
                     "backward(); call backward(retain_graph=True) the first time to "
                     "differentiate through it twice"
                 )
-            if node._saved is not None and _buffer_stamps:  # (nothing changed in place: skip)
+            if node._saved is not None and _latest_stamp > node._seq:  # (else nothing changed)
                 _check_saved(node)
             parent_grads = node._backward(g, node)
             parents = node._parents
