@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import npgrad_nets, numpy_reference, ops, torch_reference
+from . import npgrad_nets, numpy_reference, ops, sequence_nets, torch_reference
 
 MODELS = {  # benchmark name -> table label
     "mlp": "MLP 784-128-10, SGD momentum",
@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--dataset", default=str(numpy_reference.DEFAULT_MNIST))
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    every_model = [*MODELS, *sequence_nets.MODELS]
+    parser.add_argument("--models", nargs="+", default=every_model, choices=every_model)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per network (>= 3)")
     parser.add_argument("--images", type=int, default=10_000, help="training images per run")
     parser.add_argument("--memory-steps", type=int, default=20)
@@ -307,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", default=str(RESULTS), help="markdown report ('' for none)")
     args = parser.parse_args(argv)
+    sequence = [m for m in args.models if m in sequence_nets.MODELS]  # timed on their own
+    args.models = [m for m in args.models if m in MODELS]
 
     x, y, source_note = load_images(args.dataset)
     impls = implementations(with_torch=not args.no_torch)
@@ -357,11 +360,16 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models:
         mem_batches = batches[: args.memory_steps]
         memory[name] = {i: peak_memory(i, impls[i], name, x, y, mem_batches) for i in impl_names}
+    sequence_rows, sequence_runs = sequence_nets.run(
+        sequence, args.repeats, with_torch=not args.no_torch, quiet_wait=args.quiet_wait
+    )
     load_after = load_average()
 
     rows = build_table(op_rows, timing, memory, impl_names)
     print()
     print(render(rows, markdown=False))
+    if sequence:
+        print(render(sequence_rows, markdown=False))
     # the load average counts this benchmark's own threads; what other processes took
     # during the timed runs is the measure of noise
     worst = max(others_cpu, default=None)
@@ -376,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     print(load_note)
     if args.out:
         write_report(Path(args.out), env, load_note, rows, runs, args)
+        sequence_nets.append_report(Path(args.out), sequence_rows, sequence_runs, render)
         print(f"wrote {args.out}")
 
 
