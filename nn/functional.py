@@ -191,7 +191,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"(expected (..., {weight.shape[-1]}) for weight (out, in))"
         )
     out_features, in_features = w_data.shape
-    data = x_data @ w_data.T
+    # batch axes flattened into one gemm: numpy runs (B, T, in) @ (in, out) as B small ones
+    data = (x_data.reshape(-1, in_features) @ w_data.T).reshape(*x_data.shape[:-1], out_features)
     if bias is None:
         parents: tuple[Tensor, ...] = (x, weight)
     else:
@@ -209,7 +210,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         wrap = Tensor._from_array
         gx = gw = gb = None
         if x.requires_grad:
-            gx = wrap(g.data @ w_data)
+            gx = wrap((g.data.reshape(-1, out_features) @ w_data).reshape(x_data.shape))
         # batch axes flattened: rows (M, out) of the gradient, (M, in) of the input
         rows = g.data if g.data.ndim == 2 else g.data.reshape(-1, out_features)
         if weight.requires_grad:
