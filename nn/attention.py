@@ -130,15 +130,18 @@ def scaled_dot_product_attention(
                 ) from None
 
     dtype = q.dtype
-    s = np.matmul(q.data, k.data.swapaxes(-1, -2))
-    s *= np.asarray(scale, dtype=s.dtype)
+    # the scale goes on q, (..., L, E), not on the larger scores (..., L, S)
+    s = np.matmul(q.data * np.asarray(scale, dtype=dtype), k.data.swapaxes(-1, -2))
     if bool_mask is not None:
-        s = np.where(bool_mask, s, np.asarray(-np.inf, dtype=s.dtype))
+        if s.shape != np.broadcast_shapes(s.shape, bool_mask.shape):
+            s = np.broadcast_to(s, np.broadcast_shapes(s.shape, bool_mask.shape)).copy()
+        np.copyto(s, np.asarray(-np.inf, dtype=s.dtype), where=~bool_mask)
     if float_mask is not None:
         s = s + float_mask.data
     peak = s.max(axis=-1, keepdims=True)
     dead = None
-    if bool_mask is not None or float_mask is not None:
+    # (a causal mask alone leaves key 0 to every query: no row is ever fully masked)
+    if float_mask is not None or (bool_mask is not None and not is_causal):
         dead_rows = peak == -np.inf
         if dead_rows.any():
             dead = dead_rows
@@ -174,18 +177,23 @@ def scaled_dot_product_attention(
         need_scores = need_scores or (float_mask is not None and float_mask.requires_grad)
         dq = dk = dmask = None
         if need_scores:
-            dp = np.matmul(gd, v.data.swapaxes(-1, -2))  # (..., L, S)
+            dp = np.matmul(gd, v.data.swapaxes(-1, -2))  # (..., L, S): dL/d(weights)
             if keep_mask is not None:
                 dp *= keep_mask
-            ds = dp * p
-            ds -= p * ds.sum(axis=-1, keepdims=True)  # softmax backward: P * (dP - <dP, P>)
+            # softmax backward, dS = P * (dP - rowsum(dP * P)), where rowsum(dP * P) =
+            # rowsum(g * out) (FlashAttention's identity): a sum over (..., L, Ev)
+            rowsum = np.sum(gd * out.data, axis=-1, keepdims=True)
+            if rowsum.shape != dp.shape[:-1] + (1,):
+                rowsum = np.broadcast_to(rowsum, dp.shape[:-1] + (1,))
+            dp -= rowsum
+            dp *= p
             if float_mask is not None and float_mask.requires_grad:
-                dmask = wrap(ds.copy())
-            ds *= np.asarray(scale, dtype=ds.dtype)
+                dmask = wrap(dp.copy())
+            dp *= np.asarray(scale, dtype=dp.dtype)
             if q.requires_grad:
-                dq = wrap(np.matmul(ds, k.data))
+                dq = wrap(np.matmul(dp, k.data))
             if k.requires_grad:
-                dk = wrap(np.matmul(ds.swapaxes(-1, -2), q.data))
+                dk = wrap(np.matmul(dp.swapaxes(-1, -2), q.data))
         return (dq, dk, dv, dmask)[: len(parents)]
 
     return Tensor._from_op(
@@ -194,7 +202,7 @@ def scaled_dot_product_attention(
         op,
         backward,
         saved=parents,
-        saves_output=False,
+        saves_output=True,
         scale=scale,
         dropout_p=dropout_p,
         is_causal=is_causal,
