@@ -10,24 +10,26 @@ Three kinds of functions live here, and each says which it is:
   cross_entropy, batch_norm in training). Under `autograd.grad(..., create_graph=True)`
   their backward recomputes the composed equivalent and differentiates that instead, so
   second derivatives stay exact; the fast path runs only in a plain `backward()`.
-- *Once differentiable*: conv2d and the pools. Their numpy backward returns gradients through
-  `autograd.once_differentiable`, so differentiating them a second time raises RuntimeError.
+- *Once differentiable*: conv2d and the pools (in `nn/convolution.py`, re-exported here).
+  Their numpy backward returns gradients through `autograd.once_differentiable`, so
+  differentiating them a second time raises RuntimeError.
 
-Layout note: conv2d works on an NHWC copy of its input (channels innermost make the im2col
-gather copy contiguous runs) and returns an NCHW *view* of NHWC memory. The elementwise ops
-and pools that follow keep that memory order (numpy's ufuncs write in the input's order), so
-a CNN pays for the layout change once, at its first conv.
+Layout note: conv2d returns an NCHW *view* of HWNC memory (see nn/convolution.py); the
+elementwise ops, batch_norm and the pools that follow keep that memory order, so a CNN pays
+for the layout change once, at its first conv.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from autograd import Tensor, generator, grad, is_grad_enabled, once_differentiable
+from autograd import Tensor, generator, grad, is_grad_enabled
+
+from .convolution import avg_pool2d, conv2d, max_pool2d
 
 __all__ = [
     "relu",
@@ -58,16 +60,6 @@ _REDUCTIONS = ("mean", "sum", "none")
 # ----- helpers -----------------------------------------------------------------------------
 def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
-
-
-def _pair(op: str, name: str, value: int | Sequence[int]) -> tuple[int, int]:
-    """`3` or `(3, 3)` as a pair of ints."""
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    pair = tuple(int(v) for v in value)
-    if len(pair) != 2:
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    return pair  # type: ignore[return-value]
 
 
 def _check_reduction(op: str, reduction: str) -> None:
@@ -430,235 +422,7 @@ def dropout(
     return x * mask
 
 
-# ----- convolution and pooling (once differentiable) ----------------------------------------
-def _spatial_geometry(
-    op: str,
-    shape: tuple[int, ...],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-) -> tuple[int, int]:
-    """Output height and width, after checking the kernel fits the padded input."""
-    h, w = shape[-2:]
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError(
-            f"{op}: stride must be >= 1 and padding >= 0, got stride {stride}, padding {padding}"
-        )
-    if kh > h + 2 * ph or kw > w + 2 * pw:
-        raise ValueError(
-            f"{op}: kernel {kernel} is larger than the padded input "
-            f"{(h + 2 * ph, w + 2 * pw)} (input of shape {shape}, padding {padding})"
-        )
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-
-
-def _check_4d(op: str, x: Tensor) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"{op}: expected input of shape (N, C, H, W), got shape {x.shape}")
-
-
-def conv2d(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None = None,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-) -> Tensor:
-    """2-D cross-correlation (PyTorch's conv2d, no groups or dilation).
-
-    x (N, C, H, W) (or (C, H, W)), weight (O, C, kh, kw), bias (O,) -> (N, O, Ho, Wo) with
-    Ho = (H + 2 ph - kh) // sh + 1. im2col through `sliding_window_view` and one matmul:
-    out[n, ho, wo, o] = sum_{i, j, c} xpad[n, ho*sh + i, wo*sw + j, c] w[o, c, i, j].
-    """
-    x, weight = _tensor(x), _tensor(weight)
-    if x.ndim == 3:
-        out = conv2d(x.reshape(1, *x.shape), weight, bias, stride, padding)
-        return out.reshape(out.shape[1:])
-    _check_4d("conv2d", x)
-    if weight.ndim != 4 or weight.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"conv2d: weight of shape {weight.shape} does not fit input of shape {x.shape} "
-            f"(expected weight (O, {x.shape[1]}, kh, kw): input channels must match)"
-        )
-    n, c, h, w = x.shape
-    o, _, kh, kw = weight.shape
-    (sh, sw), (ph, pw) = _pair("conv2d", "stride", stride), _pair("conv2d", "padding", padding)
-    ho, wo = _spatial_geometry("conv2d", x.shape, (kh, kw), (sh, sw), (ph, pw))
-    parents: tuple[Tensor, ...] = (x, weight)
-    if bias is not None:
-        bias = _tensor(bias)
-        if bias.shape != (o,):
-            raise ValueError(
-                f"conv2d: bias of shape {bias.shape} does not fit weight of shape "
-                f"{weight.shape} (expected ({o},))"
-            )
-        parents += (bias,)
-
-    # NHWC, padded: a view when the input is already NHWC in memory and unpadded
-    x_nhwc = x.data.transpose(0, 2, 3, 1)
-    if ph or pw:
-        xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
-        xp[:, ph : ph + h, pw : pw + w, :] = x_nhwc
-    else:
-        xp = x_nhwc
-    windows = sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]  # (N,Ho,Wo,C,kh,kw)
-    # the im2col buffer, rows (n, ho, wo), columns (i, j, c): channels innermost copy fastest
-    cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, kh * kw * c)
-    w_rows = weight.data.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)  # (O, (i, j, c))
-    out = cols @ w_rows.T  # (N*Ho*Wo, O)
-    if bias is not None:
-        out += bias.data
-    data = out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)  # NCHW view of NHWC memory
-    if not weight.requires_grad:
-        cols = None  # only grad_weight needs the im2col buffer: don't keep it alive
-
-    def backward(g: Tensor, out: Tensor) -> tuple:
-        d = g.data.transpose(0, 2, 3, 1).reshape(n * ho * wo, o)  # free if g is NHWC memory
-        gx = gw = gb = None
-        if weight.requires_grad:
-            gw = np.ascontiguousarray((d.T @ cols).reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
-        if bias is not None and bias.requires_grad:
-            gb = d.sum(axis=0)
-        if x.requires_grad:
-            # col2im one kernel offset (i, j) at a time: the gradient of the columns that
-            # offset read, d @ w[:, :, i, j] (N*Ho*Wo, C), adds back onto the input positions
-            # it read. Never building the whole (N*Ho*Wo, kh*kw*C) gradient buffer saves its
-            # memory (29 MB for the benchmark CNN's second conv) and time (contiguous adds).
-            w_blocks = w_rows.reshape(o, kh, kw, c)
-            dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=d.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    dcols = (d @ w_blocks[:, i, j, :]).reshape(n, ho, wo, c)
-                    dxp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += dcols
-            gx = dxp[:, ph : ph + h, pw : pw + w].transpose(0, 3, 1, 2)
-        return once_differentiable("conv2d", parents + (g,), (gx, gw, gb)[: len(parents)])
-
-    return Tensor._from_op(data, parents, "conv2d", backward, stride=(sh, sw), padding=(ph, pw))
-
-
-def _padded(a: np.ndarray, ph: int, pw: int, value: float) -> np.ndarray:
-    if not (ph or pw):
-        return a
-    n, c, h, w = a.shape
-    out = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=a.dtype)
-    out[:, :, ph : ph + h, pw : pw + w] = a
-    return out
-
-
-def _pool_setup(
-    op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any
-) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int]:
-    _check_4d(op, x)
-    kernel = _pair(op, "kernel_size", kernel_size)
-    strides = kernel if stride is None else _pair(op, "stride", stride)
-    pads = _pair(op, "padding", padding)
-    if pads[0] > kernel[0] // 2 or pads[1] > kernel[1] // 2:
-        raise ValueError(f"{op}: padding {pads} must be at most half the kernel {kernel}")
-    ho, wo = _spatial_geometry(op, x.shape, kernel, strides, pads)
-    return kernel, strides, pads, ho, wo
-
-
-def _window_slices(kernel, stride, ho, wo):  # noqa: ANN001, ANN202
-    """For each kernel offset (i, j), row-major, the slice of the padded input it reads:
-    element [.., a, b] of that slice is offset (i, j) of output window (a, b)."""
-    (kh, kw), (sh, sw) = kernel, stride
-    return [
-        (..., slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
-        for i in range(kh)
-        for j in range(kw)
-    ]
-
-
-def max_pool2d(
-    x: Tensor,
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-) -> Tensor:
-    """Max over kh x kw windows (stride defaults to the kernel; padding counts as -inf).
-
-    x (N, C, H, W) (or (C, H, W)) -> (N, C, Ho, Wo). Each window's gradient goes to its FIRST
-    maximum in row-major order, as in PyTorch (ties are everywhere on MNIST's blank
-    background); overlapping windows add up. One numpy pass per kernel offset, no argmax.
-    """
-    x = _tensor(x)
-    if x.ndim == 3:
-        out = max_pool2d(x.reshape(1, *x.shape), kernel_size, stride, padding)
-        return out.reshape(out.shape[1:])
-    kernel, strides, (ph, pw), ho, wo = _pool_setup("max_pool2d", x, kernel_size, stride, padding)
-    xp = _padded(x.data, ph, pw, -np.inf)
-    slices = _window_slices(kernel, strides, ho, wo)
-    data = (
-        xp[slices[0]].copy(order="K")
-        if len(slices) == 1
-        else np.maximum(xp[slices[0]], xp[slices[1]])
-    )
-    for s in slices[2:]:
-        np.maximum(data, xp[s], out=data)
-    overlapping = strides[0] < kernel[0] or strides[1] < kernel[1]
-    # windows tile the padded input exactly: every position is written once in backward
-    tiled = strides == kernel and xp.shape[2:] == (ho * kernel[0], wo * kernel[1])
-
-    def backward(g: Tensor, out: Tensor) -> tuple:
-        dxp = np.empty_like(xp, dtype=g.dtype) if tiled else np.zeros_like(xp, dtype=g.dtype)
-        taken = None  # windows whose first maximum an earlier offset already was
-        for k, s in enumerate(slices):
-            if taken is not None and k == len(slices) - 1:
-                first = ~taken  # the last offset is the maximum wherever no earlier one was
-            else:
-                first = xp[s] == out.data
-                if taken is None:
-                    taken = first.copy(order="K")  # keep the memory order (NHWC)
-                else:
-                    first &= ~taken
-                    taken |= first
-            if overlapping:
-                dxp[s] += g.data * first
-            else:
-                np.multiply(g.data, first, out=dxp[s])
-        gx = dxp[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]]
-        return once_differentiable("max_pool2d", (x, g), (gx,))
-
-    return Tensor._from_op(
-        data, (x,), "max_pool2d", backward, kernel_size=kernel, stride=strides, padding=(ph, pw)
-    )
-
-
-def avg_pool2d(
-    x: Tensor,
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-) -> Tensor:
-    """Mean over kh x kw windows; zero padding counts in the mean (PyTorch's default
-    count_include_pad=True). x (N, C, H, W) (or (C, H, W)) -> (N, C, Ho, Wo)."""
-    x = _tensor(x)
-    if x.ndim == 3:
-        out = avg_pool2d(x.reshape(1, *x.shape), kernel_size, stride, padding)
-        return out.reshape(out.shape[1:])
-    kernel, strides, (ph, pw), ho, wo = _pool_setup("avg_pool2d", x, kernel_size, stride, padding)
-    xp = _padded(x.data, ph, pw, 0.0)
-    slices = _window_slices(kernel, strides, ho, wo)
-    divisor = np.asarray(len(slices), dtype=x.dtype)
-    data = xp[slices[0]] + xp[slices[1]] if len(slices) > 1 else xp[slices[0]].copy(order="K")
-    for s in slices[2:]:
-        data += xp[s]
-    data /= divisor
-    padded_shape = xp.shape
-    del xp  # backward needs only shapes
-
-    def backward(g: Tensor, out: Tensor) -> tuple:
-        share = g.data / divisor
-        dxp = np.zeros(padded_shape, dtype=g.dtype)
-        for s in slices:
-            dxp[s] += share
-        gx = dxp[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]]
-        return once_differentiable("avg_pool2d", (x, g), (gx,))
-
-    return Tensor._from_op(
-        data, (x,), "avg_pool2d", backward, kernel_size=kernel, stride=strides, padding=(ph, pw)
-    )
+# ----- convolution and pooling: conv2d, max_pool2d, avg_pool2d live in nn/convolution.py ---
 
 
 # ----- normalisation -----------------------------------------------------------------------
@@ -719,7 +483,6 @@ def batch_norm(
         _check_channel_vector("batch_norm", name, value, channels, x.shape)
     weight = None if weight is None else _tensor(weight)
     bias = None if bias is None else _tensor(bias)
-    axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, channels) + (1,) * (x.ndim - 2)
 
     if not training and running_mean is not None and running_var is not None:
@@ -741,22 +504,29 @@ def batch_norm(
             f"batch_norm: expected more than 1 value per channel when training, "
             f"got input of shape {x.shape}"
         )
-    mean = x.data.mean(axis=axes, keepdims=True)
-    xhat = x.data - mean
-    var = np.mean(np.square(xhat), axis=axes, keepdims=True)
+    # x as (A, C, B) C-contiguous: channel-last memory (conv2d's HWNC, NHWC, (N, C)) gives
+    # B = 1, NCHW gives A = N. Sums over A and B are then matrix-vector products and einsums,
+    # several times faster than numpy's reductions over axes (0, 2, 3) of a strided view.
+    x3, order = _channel_blocks(x.data)
+    mean = _channel_sum(x3) / count
+    xc = x3 - mean[:, None]
+    var = np.einsum("acb,acb->c", xc, xc) / count
     inv_std = 1.0 / np.sqrt(var + np.asarray(eps, dtype=var.dtype))
-    xhat *= inv_std  # now (x - mean) / std, kept for backward
-    data = xhat * weight.data.reshape(shape) if weight is not None else xhat.copy(order="K")
+    scale = inv_std if weight is None else inv_std * weight.data
+    xc *= scale[:, None]  # now the output, in x's memory layout
     if bias is not None:
-        data += bias.data.reshape(shape)
+        xc += bias.data[:, None]
+    data = _from_channel_blocks(xc, x.shape, order)
+    del xc  # backward recomputes x - mean from x: one activation less to keep
     if training:
         for running, batch in ((running_mean, mean), (running_var, var * (count / (count - 1)))):
             if running is not None:
                 buffer = running.data if isinstance(running, Tensor) else running
                 buffer *= 1.0 - momentum
-                buffer += momentum * batch.reshape(channels).astype(buffer.dtype)
+                buffer += momentum * batch.astype(buffer.dtype)
 
     parents = tuple(t for t in (x, weight, bias) if t is not None)
+    need_x = x.requires_grad
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         if is_grad_enabled():  # create_graph: differentiate the composed twin instead
@@ -766,28 +536,65 @@ def batch_norm(
             return tuple(
                 gr for gr, t in zip(grads, (x, weight, bias), strict=True) if t is not None
             )
-        gd = g.data
-        g_sum = gd.sum(axis=axes, keepdims=True)
-        g_xhat_sum = np.sum(gd * xhat, axis=axes, keepdims=True)
+        g3, _ = _channel_blocks(g.data, order)
+        g_sum = _channel_sum(g3)
+        xc = x3 - mean[:, None]
+        g_xc_sum = np.einsum("acb,acb->c", g3, xc)  # sum g (x - mean) = sum g xhat / inv_std
         grads = []
-        if x.requires_grad:
-            w = weight.data.reshape(shape) if weight is not None else 1.0
-            gx = xhat * (g_xhat_sum / count)
-            gx += g_sum / count
-            np.subtract(gd, gx, out=gx)
-            gx *= inv_std * w
-            grads.append(gx)
+        if need_x:
+            # dx = a (g - mean(g) - xhat mean(g xhat)), a = weight / std, as a g + (b xc + c)
+            a = scale
+            xc *= (-a * inv_std * inv_std * g_xc_sum / count)[:, None]
+            xc -= (a * g_sum / count)[:, None]
+            xc += g3 * a[:, None]
+            grads.append(_from_channel_blocks(xc, x.shape, order))
         else:
             grads.append(None)
         if weight is not None:
-            grads.append(g_xhat_sum.reshape(channels) if weight.requires_grad else None)
+            grads.append(g_xc_sum * inv_std if weight.requires_grad else None)
         if bias is not None:
-            grads.append(g_sum.reshape(channels) if bias.requires_grad else None)
+            grads.append(g_sum if bias.requires_grad else None)
         return tuple(None if a is None else Tensor._from_array(a) for a in grads)
 
     return Tensor._from_op(
-        data, parents, "batch_norm", backward, training=training, momentum=momentum, eps=eps
+        data,
+        parents,
+        "batch_norm",
+        backward,
+        saved=(x,) if weight is None else (x, weight),
+        saves_output=False,
+        training=training,
+        momentum=momentum,
+        eps=eps,
     )
+
+
+def _channel_blocks(
+    a: np.ndarray, order: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """a (N, C, ...) as a C-contiguous (A, C, B) array, A and B the axes before and after C
+    in memory, and the axis order used (outer to inner). A view when a's memory has that
+    form in `order` (by default its own order), else a copy in that order."""
+    if order is None:
+        order = tuple(sorted(range(a.ndim), key=lambda axis: -abs(a.strides[axis])))
+        if not a.transpose(order).flags.c_contiguous:
+            order = tuple(range(a.ndim))
+    t = a.transpose(order)
+    t = t if t.flags.c_contiguous else np.ascontiguousarray(t)
+    p = order.index(1)
+    return t.reshape(math.prod(t.shape[:p]), a.shape[1], -1), order
+
+
+def _from_channel_blocks(a3: np.ndarray, shape: tuple[int, ...], order: tuple[int, ...]):  # noqa: ANN202
+    """Inverse of `_channel_blocks`: the (A, C, B) array as an array of `shape` (a view)."""
+    return a3.reshape([shape[axis] for axis in order]).transpose(np.argsort(order))
+
+
+def _channel_sum(a3: np.ndarray) -> np.ndarray:
+    """Sum of (A, C, B) over A and B: (C,)."""
+    if a3.shape[2] == 1:  # a matrix-vector product: several times faster than sum(axis=0)
+        return np.ones(a3.shape[0], a3.dtype) @ a3[:, :, 0]
+    return np.einsum("acb->c", a3)
 
 
 def layer_norm(
