@@ -129,15 +129,16 @@ def _forward_lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):  # noqa: ANN001, 
     steps, batch, _ = x.shape
     H = w_hh.shape[1]  # noqa: N806
     dtype = x.dtype
-    # Internally the gates sit in the order (o, i, f, g), not PyTorch's (i, f, g, o): the
-    # three sigmoid gates are then one block, and in backward the gates driven by dc (i, f,
-    # g) are one block. sigmoid(a) = 0.5 tanh(a/2) + 0.5, so the sigmoid rows of the weights
-    # are pre-scaled by 1/2 and one tanh pass serves all four gates.
+    # Internally the gates sit in the order (o, i, f, g), not PyTorch's (i, f, g, o): in
+    # backward the gates driven by dc (i, f, g) are then one block. All four gates come from
+    # one exp pass (numpy's float32 exp costs half its tanh): sigmoid(a) = 1 / (1 + exp(-a))
+    # and tanh(a) = 2 sigmoid(2a) - 1, so the weights' rows are pre-scaled by -1 (o, i, f)
+    # and -2 (g).
     # Each step's gates live in a (4, N, H) block (gate-major): numpy's elementwise passes
     # over contiguous (N, H) blocks cost a third of those over column slices of (N, 4H).
     perm = np.r_[3 * H : 4 * H, 0 : 3 * H]
-    scale = np.full((4 * H, 1), 0.5, dtype=dtype)
-    scale[3 * H :] = 1.0
+    scale = np.full((4 * H, 1), -1.0, dtype=dtype)
+    scale[3 * H :] = -2.0
     wih_p, whh_p = w_ih[perm], w_hh[perm]  # (4H, I), (4H, H): copies, reused by backward
     xw = _rows(x) @ (wih_p * scale).T  # (T*N, 4H): the input projections of all steps
     if b_ih is not None:
@@ -150,30 +151,33 @@ def _forward_lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):  # noqa: ANN001, 
     h_init = np.zeros((batch, H), dtype) if h0 is None else h0
     c_init = np.zeros((batch, H), dtype) if c0 is None else c0
     h, c = h_init, c_init
+    tanh_c = np.empty((steps, batch, H), dtype=dtype)
     product = np.empty((4, batch, H), dtype=dtype)
     scratch = np.empty((batch, H), dtype=dtype)
     order = range(steps - 1, -1, -1) if reverse else range(steps)
-    for t in order:
-        a = gates[t]
-        np.matmul(h, w_blocks, out=product)
-        np.add(product, xw_blocks[t], out=a)
-        np.tanh(a, out=a)
-        sig = a[:3]
-        sig *= 0.5
-        sig += 0.5
-        c_new, h_new = out[1, t], out[0, t]
-        np.multiply(a[2], c, out=c_new)  # c' = f * c + i * g
-        np.multiply(a[1], a[3], out=scratch)
-        c_new += scratch
-        np.tanh(c_new, out=h_new)  # h' = o * tanh(c')
-        h_new *= a[0]
-        h, c = h_new, c_new
+    with np.errstate(over="ignore"):  # exp overflowing to inf gives sigmoid 0: exact
+        for t in order:
+            a = gates[t]
+            np.matmul(h, w_blocks, out=product)
+            np.add(product, xw_blocks[t], out=a)
+            np.exp(a, out=a)
+            a += 1.0
+            np.reciprocal(a, out=a)
+            g = a[3]
+            g *= 2.0
+            g -= 1.0
+            c_new, h_new = out[1, t], out[0, t]
+            np.multiply(a[2], c, out=c_new)  # c' = f * c + i * g
+            np.multiply(a[1], g, out=scratch)
+            c_new += scratch
+            np.tanh(c_new, out=tanh_c[t])  # h' = o * tanh(c'); tanh(c') kept for backward
+            np.multiply(a[0], tanh_c[t], out=h_new)
+            h, c = h_new, c_new
     del xw, xw_blocks
 
     def backward(g_out: np.ndarray, need_dx: bool):  # noqa: ANN202
         gh, gc = g_out[0], g_out[1]
         o, i, f, g = gates[:, 0], gates[:, 1], gates[:, 2], gates[:, 3]
-        tanh_c = np.tanh(out[1])
         # dL/da for each gate = (dh or dc) times a factor known before the loop
         k_dh_dc = 1.0 - tanh_c * tanh_c  # dc += dh * o * tanh'(c)
         k_dh_dc *= o
@@ -192,7 +196,7 @@ def _forward_lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):  # noqa: ANN001, 
         np.multiply(g, g, out=k_ifg[:, 2])
         np.subtract(1.0, k_ifg[:, 2], out=k_ifg[:, 2])
         k_ifg[:, 2] *= i
-        del d_sig, tanh_c
+        del d_sig
         da = np.empty((steps, batch, 4 * H), dtype=dtype)  # rows for the weight gradients
         da_blocks = da.reshape(steps, batch, 4, H).transpose(0, 2, 1, 3)  # (T, 4, N, H)
         dh = np.empty((batch, H), dtype=dtype)
