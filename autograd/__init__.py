@@ -36,6 +36,7 @@ from .grad_mode import (  # noqa: E402
 )
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .ops.elementwise import maximum, minimum, where  # noqa: E402
+from .ops.linalg import einsum, tril, triu  # noqa: E402
 from .ops.shape import cat, stack  # noqa: E402
 from .tensor import (  # noqa: E402
     ReleasedTensor,
@@ -89,6 +90,9 @@ __all__ = [
     "checkpoint",
     "draw_graph",
     "save_graph",
+    "tril",
+    "triu",
+    "einsum",
 ]
 
 

@@ -73,6 +73,13 @@ def install() -> None:
         "broadcast_to": shape.broadcast_to,
         "sum_to": shape.sum_to,
         "pad": shape.pad,
+        "masked_fill": ew.masked_fill,
+        "masked_fill_": ew.masked_fill_,
+        "split": shape.split,
+        "chunk": shape.chunk,
+        "tril": linalg.tril,
+        "triu": linalg.triu,
+        "cumsum": reduce.cumsum,
     }
     for name, fn in methods.items():
         setattr(Tensor, name, fn)

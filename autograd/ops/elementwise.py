@@ -212,53 +212,208 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
     return _from_op(data, (x,), "leaky_relu", backward, saved=(x,), slope=slope)
 
 
-_SERIES_TERMS = 45  # erf's series below is exact to float64 for |z| < 3 with 45 terms
-_FRACTION_DEPTH = 30  # and erfc's continued fraction for |z| >= 3 with 30 levels
+# erf by W. J. Cody's rational Chebyshev approximations ("Rational Chebyshev approximations
+# for the error function", Math. Comp. 23, 1969; the coefficients of SPECFUN's CALERF), in
+# three ranges of y = |z|: erf(z) = z + z R(z^2) for y < 0.5, erfc(y) = exp(-y^2) C(y) / D(y)
+# for 0.5 <= y < 4, and erfc(y) = exp(-y^2) / y (1/sqrt(pi) - t P(t) / Q(t)), t = 1/y^2, above.
+# Each table lists (numerator, denominator) pairs, highest power first; every denominator
+# leads with 1, so both polynomials go through one Horner loop on a (2, n) array.
+# R = A/B - 1, with Cody's A: its numerator coefficients are A's minus B's, subtracted in
+# decimal before rounding. Adding the correction z R (at most 13% of z) to z keeps the
+# rounding of the ratio out of the leading digits: <= 1 ulp in that range, against 2-3 for z A/B.
+_ERF_SMALL = np.array(
+    [
+        (-0.8142222938153968, 1.0),
+        (-20.440167208473554, 23.6012909523441209),
+        (-130.16048378339403, 244.024637934444173),
+        (-905.1312883920702, 1282.61652607737228),
+        (365.14075569929884, 2844.23683343917062),
+    ]
+)[:, :, None]
+_ERFC_MID = np.array(
+    [
+        (2.15311535474403846e-8, 1.0),
+        (5.64188496988670089e-1, 1.57449261107098347e1),
+        (8.88314979438837594, 1.17693950891312499e2),
+        (6.61191906371416295e1, 5.37181101862009858e2),
+        (2.98635138197400131e2, 1.62138957456669019e3),
+        (8.81952221241769090e2, 3.29079923573345963e3),
+        (1.71204761263407058e3, 4.36261909014324716e3),
+        (2.05107837782607147e3, 3.43936767414372164e3),
+        (1.23033935479799725e3, 1.23033935480374942e3),
+    ]
+)[:, :, None]
+_ERFC_TAIL = np.array(
+    [
+        (1.63153871373020978e-2, 1.0),
+        (3.05326634961232344e-1, 2.56852019228982242),
+        (3.60344899949804439e-1, 1.87295284992346047),
+        (1.25781726111229246e-1, 5.27905102951428412e-1),
+        (1.60837851487422766e-2, 6.05183413124413191e-2),
+        (6.58749161529837803e-4, 2.33520497626869185e-3),
+    ]
+)[:, :, None]
+_ONE_OVER_SQRT_PI = 0.56418958354775628695
+# erfc(28) = exp(-784)/... is below the smallest subnormal: clipping there keeps y*y finite
+_ERFC_ZERO = 28.0
+# Elements per pass: temporaries of this size stay in cache and are reused by the allocator;
+# whole 1M-element arrays took twice as long (page faults on every temporary).
+_ERF_BLOCK = 1 << 16
+_SQRT_HALF = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+def _rational(t: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """numerator(t) / denominator(t) of a (power, 2, 1) coefficient table, by Horner's rule."""
+    acc = table[0] * t  # (2, n): numerator and denominator together
+    for coefficients in table[1:-1]:
+        acc += coefficients
+        acc *= t
+    acc += table[-1]
+    numerator, denominator = acc
+    return np.divide(numerator, denominator, out=numerator)
+
+
+def _erfc_mid(y: np.ndarray) -> np.ndarray:
+    """erfc(y) for 0.5 <= y < 4."""
+    ratio = _rational(y, _ERFC_MID)
+    decay = np.multiply(y, y)
+    np.negative(decay, out=decay)
+    ratio *= np.exp(decay, out=decay)
+    return ratio
+
+
+def _erfc_tail(y: np.ndarray) -> np.ndarray:
+    """erfc(y) for y >= 4 (y finite, at most `_ERFC_ZERO`)."""
+    y2 = np.multiply(y, y)
+    decay = np.exp(np.negative(y2))
+    t = np.reciprocal(y2, out=y2)
+    series = _rational(t, _ERFC_TAIL)
+    series *= t
+    np.subtract(_ONE_OVER_SQRT_PI, series, out=series)
+    series /= y
+    series *= decay
+    return series
+
+
+def _erfc_large(y: np.ndarray) -> np.ndarray:
+    """erfc(y) for y >= 0.5 (or NaN)."""
+    if y.max() < 4.0:  # the usual case (False for NaN)
+        return _erfc_mid(y)
+    out = np.empty_like(y)
+    mid = y < 4.0
+    i = np.flatnonzero(mid)
+    out[i] = _erfc_mid(y[i])
+    i = np.flatnonzero(~mid)
+    out[i] = _erfc_tail(np.minimum(y[i], _ERFC_ZERO))  # (NaN stays NaN)
+    return out
+
+
+def _cody(z: np.ndarray, cdf: bool) -> np.ndarray:
+    """erf(z) of a 1-D float64 block, or with `cdf` the normal CDF Phi(x) = erfc(-z) / 2 at
+    x = sqrt(2) z (the erfc form keeps its relative accuracy for negative x).
+
+    Each element takes one of the three rational functions: the ranges are gathered by index
+    (a boolean mask would cost ~5x a pass, its branches mispredicted) and scattered back.
+    """
+    y = np.abs(z)
+    small = y < 0.5
+    out = np.empty_like(z)
+    i = np.flatnonzero(small)
+    if i.size:
+        x = z[i]
+        r = _rational(x * x, _ERF_SMALL)
+        r *= x
+        r += x
+        if cdf:
+            r *= 0.5
+            r += 0.5
+        out[i] = r
+    if i.size < z.size:
+        j = np.flatnonzero(~small) if i.size else slice(None)
+        e = _erfc_large(y[j])
+        zj = z[j]
+        if cdf:  # Phi = erfc(|z|)/2 below the mean, 1 - erfc(|z|)/2 above
+            e *= 0.5
+            np.subtract(1.0, e, out=e, where=zj > 0)
+        else:
+            np.subtract(1.0, e, out=e)
+            np.copysign(e, zj, out=e)
+        out[j] = e
+    return out
+
+
+def _by_blocks(z: np.ndarray, cdf: bool) -> np.ndarray:
+    """`_cody` over `z` in float64, block by block; the result in `z`'s float dtype (float32
+    rounded once from float64: correctly rounded, where float32 arithmetic was 2.8 ulp off)."""
+    z = np.asarray(z)
+    dtype = z.dtype if z.dtype.kind == "f" else get_default_dtype()
+    flat = z.reshape(-1)
+    out = np.empty(flat.shape, dtype)
+    for start in range(0, flat.size, _ERF_BLOCK):
+        block = flat[start : start + _ERF_BLOCK]
+        if cdf:  # z = x / sqrt(2), rounded in float64 whatever x's dtype
+            block = np.multiply(block, _SQRT_HALF, dtype=np.float64)
+        out[start : start + _ERF_BLOCK] = _cody(block.astype(np.float64, copy=False), cdf)
+    return out.reshape(z.shape)
 
 
 def _erf(z: np.ndarray) -> np.ndarray:
-    """erf to float64 precision (numpy has none and scipy is no dependency).
+    """erf to float64 precision (numpy has none and scipy is no dependency): <= 2 ulp from
+    `math.erf` in float64; float32 (and other float dtypes) keep their dtype."""
+    return _by_blocks(z, cdf=False)
 
-    |z| < 3: erf(z) = 2/sqrt(pi) exp(-z^2) sum_n (2z^2)^n z / (1*3*...*(2n+1)), all terms
-    positive, so nothing cancels. |z| >= 3: erfc(z) = exp(-z^2)/sqrt(pi) / (z + 1/2/(z + 1/(z
-    + 3/2/(z + ...)))), evaluated bottom up.
-    """
-    z64 = np.asarray(z, dtype=np.float64)
-    a = np.abs(z64)
-    small = np.minimum(a, 3.0)
-    term = small.copy()
-    total = small.copy()
-    two_z2 = 2.0 * small * small
-    for n in range(1, _SERIES_TERMS):
-        term *= two_z2 / (2 * n + 1)
-        total += term
-    series = 2.0 / math.sqrt(math.pi) * np.exp(-small * small) * total
-    large = np.maximum(a, 3.0)
-    fraction = large.copy()
-    for k in range(_FRACTION_DEPTH, 0, -1):
-        fraction = large + (k / 2.0) / fraction
-    tail = 1.0 - np.exp(-large * large) / (math.sqrt(math.pi) * fraction)
-    return (np.sign(z64) * np.where(a < 3.0, series, tail)).astype(np.asarray(z).dtype)
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    """Phi(x) = (1 + erf(x / sqrt(2))) / 2, the standard normal CDF, in `x`'s float dtype."""
+    return _by_blocks(x, cdf=True)
 
 
 def erf(x: Tensor) -> Tensor:
+    if x.dtype.kind != "f":  # (integers cannot require grad: nothing to record)
+        return Tensor(_erf(x.data), dtype=get_default_dtype())
+
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g * (2.0 / math.sqrt(math.pi)) * (-(x * x)).exp(),)
 
     return _from_op(_erf(x.data), (x,), "erf", backward, saved=(x,))
 
 
-def gelu(x: Tensor) -> Tensor:
-    """Exact GELU, x * Phi(x) with the normal CDF Phi written through erf (PyTorch's default)."""
-    cdf = 0.5 * (1.0 + _erf(x.data * np.asarray(1 / math.sqrt(2), x.dtype)))
+def _cdf_op(x: Tensor, cdf: np.ndarray) -> Tensor:
+    """Phi(x) as an op whose value `cdf` the caller has computed already: gelu's backward
+    under create_graph differentiates through it without evaluating erf again."""
 
     def backward(g: Tensor, out: Tensor) -> tuple:
-        phi = 0.5 * (1.0 + erf(x * (1 / math.sqrt(2))))
-        density = (x * x * -0.5).exp() * (1 / math.sqrt(2 * math.pi))
-        return (g * (phi + x * density),)
+        return (g * ((x * x * -0.5).exp() * _INV_SQRT_2PI),)
 
-    data = (x.data * cdf).astype(x.dtype, copy=False)
-    return _from_op(data, (x,), "gelu", backward, saved=(x,))
+    return _from_op(cdf, (x,), "normal_cdf", backward, saved=(x,))
+
+
+def gelu(x: Tensor) -> Tensor:
+    """Exact GELU, x * Phi(x) with the normal CDF Phi (PyTorch's default); float dtypes kept.
+
+    The backward, Phi(x) + x phi(x), reuses the forward's Phi (kept by the closure until
+    backward runs) and computes only the density phi.
+    """
+    if x.dtype.kind != "f":
+        x = Tensor(x.data, dtype=get_default_dtype())
+    cdf = _normal_cdf(x.data)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        if not grad_mode._grad_enabled:  # plain backward: numpy, in x's dtype
+            xd = x.data
+            slope = np.multiply(xd, xd, out=np.empty_like(xd))  # (an array for 0-d x too)
+            slope *= -0.5
+            np.exp(slope, out=slope)
+            slope *= xd
+            slope *= _INV_SQRT_2PI
+            slope += cdf
+            slope *= g.data
+            return (Tensor._from_array(slope),)
+        density = (x * x * -0.5).exp() * _INV_SQRT_2PI
+        return (g * (_cdf_op(x, cdf) + x * density),)
+
+    return _from_op(np.multiply(x.data, cdf), (x,), "gelu", backward, saved=(x,))
 
 
 def sin(x: Tensor) -> Tensor:
@@ -356,6 +511,72 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
         return ga, gb
 
     return _from_op(data, (a, b), "where", backward, saved=(cond,))
+
+
+def _fill_mask(op: str, x: Tensor, mask: Any) -> np.ndarray:
+    """`mask` as a bool array that broadcasts to `x`'s shape (a bool Tensor, array or list)."""
+    array = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+    if array.dtype != np.bool_:
+        raise TypeError(f"{op}: mask must be bool, got dtype {array.dtype} (shape {array.shape})")
+    try:
+        fits = np.broadcast_shapes(array.shape, x.shape) == x.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{op}: mask of shape {array.shape} does not broadcast to the tensor's shape {x.shape}"
+        )
+    return array
+
+
+def _fill_value(op: str, value: Any, x: Tensor) -> Any:
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise ValueError(
+                f"{op}: value must be a number or a 0-d tensor, got shape {value.shape}"
+            )
+        return value
+    return np.asarray(value, dtype=x.dtype)  # as PyTorch: cast to the tensor's dtype
+
+
+def masked_fill(x: Tensor, mask: Any, value: Any) -> Tensor:
+    """`value` where `mask` (bool, broadcast to x's shape) is True, else x; x's dtype.
+
+    A 0-d Tensor `value` gets the gradient summed over the filled positions, as in PyTorch.
+    """
+    keep = ~_fill_mask("masked_fill", x, mask)
+    value = _fill_value("masked_fill", value, x)
+    fill = value.data.astype(x.dtype, copy=False) if isinstance(value, Tensor) else value
+    data = np.where(keep, x.data, fill)
+    parents = (x, value) if isinstance(value, Tensor) else (x,)
+    value_needs_grad = isinstance(value, Tensor) and value.requires_grad
+    count = len(parents)  # (the closure holds arrays and flags only, no tensor)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        if not grad_mode._grad_enabled:  # plain backward: numpy only
+            gx = Tensor._from_array(np.multiply(g.data, keep))
+        else:
+            gx = g * keep
+        if count == 1:
+            return (gx,)
+        # shaped like the output: the engine sums it to the 0-d value
+        return gx, (g * ~keep if value_needs_grad else None)
+
+    return _from_op(data, parents, "masked_fill", backward, saved=(keep,))
+
+
+def masked_fill_(x: Tensor, mask: Any, value: Any) -> Tensor:
+    """In-place `masked_fill` (allowed only where no grad is recorded for `x`, as `+=`)."""
+    x._check_inplace("masked_fill_")
+    where = _fill_mask("masked_fill_", x, mask)
+    value = _fill_value("masked_fill_", value, x)
+    fill = value.data if isinstance(value, Tensor) else value
+    try:
+        np.copyto(x.data, fill, casting="unsafe", where=where)
+    except ValueError as error:  # (a read-only broadcast view)
+        raise ValueError(f"masked_fill_: cannot fill shape {x.shape} in place: {error}") from None
+    x._bump_version()
+    return x
 
 
 def _compare(ufunc: np.ufunc, name: str):  # noqa: ANN202

@@ -158,6 +158,26 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return _from_op(data, (x,), "log_softmax", backward, saved=(), saves_output=True, axis=axis)
 
 
+def cumsum(x: Tensor, axis: int) -> Tensor:
+    """Running sums along `axis` (numpy's cumsum; the axis is required, as PyTorch's dim)."""
+    (a,) = normalize_axes("cumsum", axis, x.ndim, x.shape)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (_reverse_cumsum(g, a),)  # out[i] = sum_{j <= i} x[j]: dx[j] = sum_{i >= j} g[i]
+
+    return _from_op(np.cumsum(x.data, axis=a), (x,), "cumsum", backward, saved=(), axis=axis)
+
+
+def _reverse_cumsum(x: Tensor, axis: int) -> Tensor:
+    """Running sums from the end of `axis` backwards: cumsum's adjoint (and cumsum is its)."""
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        return (cumsum(g, axis),)
+
+    data = np.flip(np.cumsum(np.flip(x.data, axis), axis=axis), axis)
+    return _from_op(data, (x,), "reverse_cumsum", backward, saved=(), axis=axis)
+
+
 def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
     if axis is not None:
         normalize_axes("argmax", axis, x.ndim, x.shape)

@@ -1,5 +1,5 @@
-"""Shape ops: views where numpy gives views (reshape, transpose, broadcast), copies only
-where the result needs new memory (pad, cat, stack)."""
+"""Shape ops: views where numpy gives views (reshape, transpose, broadcast, the pieces of
+split and chunk), copies only where the result needs new memory (pad, cat, stack)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import grad_mode
 from ..tensor import Tensor
 
 _from_op = Tensor._from_op
@@ -183,3 +184,67 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         return tuple(g[lead + (i,)] for i in range(count))
 
     return _from_op(data, tensors, "stack", backward, saved=(), axis=axis)
+
+
+def _axis(op: str, x: Tensor, axis: int) -> int:
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for shape {x.shape}")
+    return axis % x.ndim
+
+
+def _piece(x: Tensor, axis: int, lo: int, hi: int, op: str) -> Tensor:
+    """`x[..., lo:hi, ...]` along `axis`: a view, whose gradient is padded back to x's shape."""
+    index = (slice(None),) * axis + (slice(lo, hi),)
+    in_shape = x.shape
+    widths = tuple((lo, in_shape[axis] - hi) if i == axis else (0, 0) for i in range(x.ndim))
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        if not grad_mode._grad_enabled:  # plain backward: zeros with g in place, no graph
+            full = np.zeros(in_shape, dtype=g.dtype)
+            full[index] = g.data
+            return (Tensor._from_array(full),)
+        return (pad(g, widths),)
+
+    return _from_op(x.data[index], (x,), op, backward, saved=(), axis=axis, start=lo, stop=hi)
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> tuple:
+    """PyTorch's split: pieces of `split_size` along `axis` (the last one smaller when it does
+    not divide the length), or of the sizes listed, which must sum to the length. Each piece
+    is a view of x."""
+    a = _axis("split", x, axis)
+    n = x.shape[a]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        size = int(split_size_or_sections)
+        if size < 0 or (size == 0 and n != 0):
+            raise ValueError(
+                f"split: split_size must be positive, got {size} for axis {axis} of shape {x.shape}"
+            )
+        if n == 0:
+            sizes = [0]  # (as PyTorch: one empty piece)
+        else:
+            sizes = [size] * (n // size) + ([n % size] if n % size else [])
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if any(s < 0 for s in sizes) or sum(sizes) != n:
+            raise ValueError(
+                f"split: sections {sizes} must be non-negative and sum to {n}, the length of "
+                f"axis {axis} of shape {x.shape}"
+            )
+    bounds = np.cumsum([0, *sizes]).tolist()
+    pairs = zip(bounds[:-1], bounds[1:], strict=True)
+    return tuple(_piece(x, a, lo, hi, "split") for lo, hi in pairs)
+
+
+def chunk(x: Tensor, chunks: int, axis: int = 0) -> tuple:
+    """PyTorch's chunk: pieces of ceil(n / chunks) along `axis`, so possibly fewer than
+    `chunks` (a 5-long axis in 4 chunks gives 2, 2, 1)."""
+    a = _axis("chunk", x, axis)
+    chunks = int(chunks)
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks} for shape {x.shape}")
+    n = x.shape[a]
+    if n == 0:  # (as PyTorch: `chunks` empty pieces)
+        return tuple(_piece(x, a, 0, 0, "chunk") for _ in range(chunks))
+    size = -(-n // chunks)
+    return tuple(_piece(x, a, lo, min(lo + size, n), "chunk") for lo in range(0, n, size))

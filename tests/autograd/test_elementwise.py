@@ -291,3 +291,105 @@ def test_sin_cos_second_derivatives_by_hand() -> None:
     (g,) = autograd.grad(x.sin().sum(), x, create_graph=True)
     (h,) = autograd.grad(g.sum(), x)
     np.testing.assert_allclose([g.item(), h.item()], [math.cos(0.3), -math.sin(0.3)])
+
+
+# ----- masked_fill -------------------------------------------------------------------------------
+
+MASKS = {
+    "full": np.array([[True, False, False], [False, True, True]]),
+    "row": np.array([False, True, True]),  # broadcast over the first axis
+    "column": np.array([[True], [False]]),  # broadcast over the second
+    "scalar": np.array(True),
+}
+
+
+@pytest.mark.parametrize("name", MASKS)
+def test_masked_fill_values_and_gradients(name: str, rng: np.random.Generator) -> None:
+    mask = MASKS[name]
+    x = Tensor(rng.standard_normal((2, 3)), requires_grad=True, dtype=np.float64)
+    out = x.masked_fill(mask, -7.5)
+    np.testing.assert_array_equal(out.data, np.where(np.broadcast_to(mask, (2, 3)), -7.5, x.data))
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.broadcast_to(~mask, (2, 3)).astype(np.float64))
+    assert gradcheck(lambda t: t.masked_fill(mask, 2.0) * t, [x])
+    assert gradgradcheck(lambda t: t.masked_fill(mask, 2.0).tanh() * t, [x])
+
+
+def test_masked_fill_takes_bool_tensors_and_lists_and_keeps_dtype() -> None:
+    x = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    out = x.masked_fill(Tensor([True, False]), float("-inf"))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out.data, [[-np.inf, 2.0], [-np.inf, 4.0]])
+    np.testing.assert_array_equal(
+        x.masked_fill([[False, True], [True, False]], 0).data, [[1, 0], [0, 4]]
+    )
+    ints = Tensor([1, 2, 3]).masked_fill(np.array([True, False, True]), 0.7)  # cast, as PyTorch
+    assert ints.dtype == np.int64
+    np.testing.assert_array_equal(ints.data, [0, 2, 0])
+    np.testing.assert_array_equal(x.data, [[1, 2], [3, 4]])  # the input is untouched
+
+
+def test_masked_fill_with_a_0d_tensor_value_differentiates_it(rng: np.random.Generator) -> None:
+    mask = np.array([[True, False, True], [False, False, True]])
+    x = Tensor(rng.standard_normal((2, 3)), requires_grad=True, dtype=np.float64)
+    v = Tensor(0.3, requires_grad=True, dtype=np.float64)
+    (x.masked_fill(mask, v) * 2.0).sum().backward()
+    assert v.grad == 2.0 * mask.sum()  # the filled positions' gradient, summed
+    assert gradcheck(lambda t, s: t.masked_fill(mask, s) ** 2, [x, v])
+    assert gradgradcheck(lambda t, s: t.masked_fill(mask, s) ** 2, [x, v])
+
+
+@pytest.mark.parametrize(
+    ("mask", "error", "pattern"),
+    [
+        (np.array([1, 0, 1]), TypeError, r"masked_fill: mask must be bool, got dtype int64"),
+        (np.ones(2, bool), ValueError, r"masked_fill: mask of shape \(2,\).*shape \(2, 3\)"),
+        (np.ones((2, 2, 3), bool), ValueError, r"masked_fill: mask of shape \(2, 2, 3\)"),
+    ],
+)
+def test_masked_fill_errors(mask: np.ndarray, error: type, pattern: str) -> None:
+    x = autograd.ones(2, 3)
+    with pytest.raises(error, match=pattern):
+        x.masked_fill(mask, 0.0)
+    with pytest.raises(error, match=pattern.replace("masked_fill", "masked_fill_")):
+        x.masked_fill_(mask, 0.0)
+
+
+def test_masked_fill_inplace() -> None:
+    t = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    data = t.data
+    assert t.masked_fill_(np.array([True, False, True]), -1.0) is t
+    assert t.data is data  # in place
+    np.testing.assert_array_equal(t.data, [[-1, 2, -1], [-1, 5, -1]])
+    assert t._version == 1
+    t.masked_fill_(Tensor([[False], [True]]), Tensor(9.0))
+    np.testing.assert_array_equal(t.data, [[-1, 2, -1], [9, 9, 9]])
+    assert t._version == 2
+
+
+def test_masked_fill_inplace_refused_while_grad_is_recorded() -> None:
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(
+        RuntimeError, match="masked_fill_: in-place update of a tensor that requires grad"
+    ):
+        w.masked_fill_(np.array([True, False]), 0.0)
+    with autograd.no_grad():
+        w.masked_fill_(np.array([True, False]), 0.0)
+    np.testing.assert_array_equal(w.data, [0.0, 2.0])
+    assert w._version == 1
+
+
+def test_masked_fill_inplace_of_a_saved_tensor_fails_its_backward() -> None:
+    w = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    t = Tensor([4.0, 5.0, 6.0])
+    loss = (w * t).sum()  # mul saves t for w's gradient
+    t.masked_fill_(np.array([False, True, False]), 0.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    # a piece of `split` is a view: filling it changes (the version of) the whole buffer
+    s = Tensor([4.0, 5.0, 6.0, 7.0])
+    loss = (w.sum() * s).sum()
+    s.split(2)[1].masked_fill_(np.array([True, False]), 0.0)
+    np.testing.assert_array_equal(s.data, [4.0, 5.0, 0.0, 7.0])
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

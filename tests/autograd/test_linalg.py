@@ -114,3 +114,123 @@ def test_matmul_shape_errors_name_op_and_shapes(
 def test_matmul_of_0d_raises() -> None:
     with pytest.raises(ValueError, match=r"matmul.*0-d.*\(\).*\(3,\)"):
         autograd.ones(()) @ autograd.ones(3)
+
+
+# ----- tril / triu -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (4, 3), (2, 3, 4)], ids=str)
+@pytest.mark.parametrize("k", [-1, 0, 1])
+@pytest.mark.parametrize("name", ["tril", "triu"])
+def test_tril_triu(name: str, k: int, shape: tuple[int, ...], leaf: Callable[..., Tensor]) -> None:
+    x = leaf(*shape)
+    rows, cols = np.indices(shape[-2:])
+    keep = cols - rows <= k if name == "tril" else cols - rows >= k  # numpy's rule, by hand
+    out = getattr(x, name)(k)
+    np.testing.assert_array_equal(out.data, np.where(keep, x.data, 0.0))
+    np.testing.assert_array_equal(getattr(autograd, name)(x, k=k).data, out.data)
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.broadcast_to(keep, shape).astype(np.float64))
+    assert gradcheck(lambda t: getattr(t, name)(k) * t, [x])
+    assert gradgradcheck(lambda t: getattr(t, name)(k) ** 2, [x])
+
+
+def test_tril_triu_keep_dtype_and_need_two_axes() -> None:
+    assert autograd.ones(3, 3).tril().dtype == np.float32
+    np.testing.assert_array_equal(autograd.ones(2, 2).triu(1).data, [[0, 1], [0, 0]])
+    with pytest.raises(ValueError, match=r"tril: needs at least 2 dimensions, got shape \(3,\)"):
+        autograd.ones(3).tril()
+    with pytest.raises(ValueError, match=r"triu: .*shape \(\)"):
+        autograd.triu(autograd.tensor(1.0))
+
+
+# ----- einsum ------------------------------------------------------------------------------------
+
+# name -> (subscripts, operand shapes, the same in plain numpy, written without einsum)
+EINSUMS: dict[str, tuple[str, list[tuple[int, ...]], Callable]] = {
+    "matmul": ("ij,jk->ik", [(2, 3), (3, 4)], lambda a, b: a @ b),
+    "batched_matmul": ("bij,bjk->bik", [(2, 2, 3), (2, 3, 2)], lambda a, b: a @ b),
+    "outer": ("i,j->ij", [(3,), (4,)], np.outer),
+    "trace": ("ii->", [(3, 3)], np.trace),
+    "diagonal": ("ii->i", [(3, 3)], np.diagonal),
+    "sum": ("ij->", [(2, 3)], np.sum),
+    "transpose": ("ij->ji", [(2, 3)], np.transpose),
+    "bilinear": ("i,ij,j->", [(3,), (3, 4), (4,)], lambda a, m, b: a @ m @ b),
+    "implicit_matmul": ("ij,jk", [(2, 3), (3, 4)], lambda a, b: a @ b),
+    "implicit_order": ("ba", [(2, 3)], np.transpose),  # implicit output: letters sorted
+    "implicit_trace": ("ii", [(3, 3)], np.trace),
+    "column_sums": ("ij->j", [(2, 3)], lambda a: a.sum(0)),  # i only in the operand
+    "row_dots": ("ij,ij->i", [(2, 3), (2, 3)], lambda a, b: (a * b).sum(1)),
+    "diag_times_vector": ("ii,i->i", [(3, 3), (3,)], lambda a, v: np.diagonal(a) * v),
+    "diag_of_batch": ("bii->b", [(2, 3, 3)], lambda a: np.trace(a, axis1=1, axis2=2)),
+    "spaces": ("i j , j k -> i k", [(2, 3), (3, 2)], lambda a, b: a @ b),
+    "ellipsis": ("...ij,jk->...ik", [(2, 2, 3), (3, 4)], lambda a, b: a @ b),
+    "ellipsis_broadcast": ("...ij,...jk", [(2, 1, 2, 3), (3, 3, 2)], lambda a, b: a @ b),
+    "attention_scores": (
+        "bhtd,bhsd->bhts",
+        [(2, 2, 3, 4), (2, 2, 5, 4)],
+        lambda q, k: q @ k.swapaxes(-1, -2),
+    ),
+    "large_matmul": ("ij,jk->ik", [(40, 50), (50, 40)], lambda a, b: a @ b),  # optimize=True
+}
+
+
+@pytest.mark.parametrize("name", EINSUMS)
+def test_einsum_values(name: str, rng: np.random.Generator) -> None:
+    subscripts, shapes, reference = EINSUMS[name]
+    arrays = [rng.standard_normal(s) for s in shapes]
+    out = autograd.einsum(subscripts, *[Tensor(a, dtype=np.float64) for a in arrays])
+    np.testing.assert_allclose(out.data, reference(*arrays), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in EINSUMS if n != "large_matmul"])
+def test_einsum_gradcheck_and_gradgradcheck(name: str, leaf: Callable[..., Tensor]) -> None:
+    subscripts, shapes, _ = EINSUMS[name]
+    operands = [leaf(*s) for s in shapes]
+    assert gradcheck(lambda *ts: autograd.einsum(subscripts, *ts), operands)
+    # squared: the backward's einsums (and the diagonal write-back) are differentiated again
+    assert gradgradcheck(lambda *ts: autograd.einsum(subscripts, *ts) ** 2, operands)
+
+
+def test_einsum_gradients_by_hand() -> None:
+    a = Tensor(np.arange(9.0).reshape(3, 3), requires_grad=True, dtype=np.float64)
+    autograd.einsum("ii->i", a).sum().backward()  # the diagonal: ones on it
+    np.testing.assert_array_equal(a.grad, np.eye(3))
+    a.grad = None
+    w = np.array([1.0, 2.0, 3.0])
+    (autograd.einsum("ij->j", a) * w).sum().backward()  # broadcast back over i
+    np.testing.assert_array_equal(a.grad, np.tile(w, (3, 1)))
+    x = Tensor([1.0, 2.0], requires_grad=True, dtype=np.float64)
+    autograd.einsum("i,i->", x, x).backward()  # the same tensor twice: 2x
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0])
+
+
+def test_einsum_only_some_operands_need_grad_and_dtype_kept() -> None:
+    a = Tensor(np.ones((2, 3)), requires_grad=True)
+    b = np.full((3, 4), 2.0, dtype=np.float32)  # an array operand: a constant
+    out = autograd.einsum("ij,jk->ik", a, b)
+    assert out.dtype == np.float32
+    out.sum().backward()
+    assert a.grad.dtype == np.float32
+    np.testing.assert_array_equal(a.grad, np.full((2, 3), 8.0))
+
+
+@pytest.mark.parametrize(
+    ("subscripts", "shapes", "pattern"),
+    [
+        ("ij,jk->ik", [(2, 3)], r"einsum: .*'ij,jk->ik'.*\[\(2, 3\)\]: 2 terms for 1 operands"),
+        ("ij", [(3,)], r"einsum: .*term 'ij' does not fit an operand of shape \(3,\)"),
+        (
+            "ij,jk->ik",
+            [(2, 3), (4, 5)],
+            r"einsum: .*do not fit operands of shapes \[\(2, 3\), \(4, 5\)\]",
+        ),
+        ("ij->k", [(2, 3)], r"einsum: .*an output subscript appears in no input"),
+        ("ij->ii", [(2, 2)], r"einsum: .*an output subscript appears twice"),
+        ("i1", [(2, 3)], r"einsum: .*subscripts are letters"),
+        ("i->i->i", [(2,)], r"einsum: .*more than one '->'"),
+    ],
+)
+def test_einsum_errors(subscripts: str, shapes: list, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        autograd.einsum(subscripts, *[autograd.ones(*s) for s in shapes])

@@ -214,3 +214,36 @@ def test_softmax_family_over_an_empty_axis() -> None:
         lse = x.logsumexp(axis=1)
     np.testing.assert_array_equal(lse.data, [-np.inf, -np.inf])  # log(0), as PyTorch
     assert Tensor(np.zeros((0, 3))).softmax(axis=-1).shape == (0, 3)
+
+
+# ----- cumsum ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, -3])
+def test_cumsum_values_and_gradients(axis: int, leaf: Callable[..., Tensor]) -> None:
+    x = leaf(2, 3, 4)
+    out = x.cumsum(axis)
+    np.testing.assert_allclose(out.data, np.cumsum(x.data, axis=axis), rtol=1e-15)
+    assert gradcheck(lambda t: t.cumsum(axis) * t, [x])
+    assert gradgradcheck(lambda t: t.cumsum(axis) ** 2, [x])
+
+
+def test_cumsum_gradient_by_hand() -> None:
+    # out = [x0, x0 + x1, x0 + x1 + x2]: x0 is in every sum, x2 in one
+    x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True, dtype=np.float64)
+    w = np.array([1.0, 10.0, 100.0])
+    (x.cumsum(1) * w).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[111.0, 110.0, 100.0]] * 2)
+    x.grad = None
+    x.cumsum(0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[2.0] * 3, [1.0] * 3])
+
+
+def test_cumsum_dtype_and_errors() -> None:
+    x = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    out = x.cumsum(0)
+    assert out.dtype == np.float32
+    out.sum().backward()
+    assert x.grad.dtype == np.float32
+    with pytest.raises(ValueError, match=r"cumsum: axis 2 is out of range for shape \(2, 2\)"):
+        x.cumsum(2)

@@ -177,3 +177,83 @@ def test_stack_of_0d_tensors(leaf: Callable[..., Tensor]) -> None:
 def test_shape_errors_name_op_and_shapes(call: Callable, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         call(autograd.ones(2, 3))
+
+
+# ----- split and chunk -------------------------------------------------------------------------
+
+# (shape, call, axis, expected sizes along the axis)
+SPLITS = {
+    "size_2_of_5": ((5, 3), lambda x: x.split(2), 0, [2, 2, 1]),
+    "size_divides": ((6, 2), lambda x: x.split(3), 0, [3, 3]),
+    "size_above_length": ((3, 2), lambda x: x.split(4), 0, [3]),
+    "sections": ((5, 3), lambda x: x.split([1, 3, 1]), 0, [1, 3, 1]),
+    "sections_with_empty": ((5, 3), lambda x: x.split([2, 0, 3]), 0, [2, 0, 3]),
+    "axis_1": ((2, 5, 2), lambda x: x.split(2, axis=1), 1, [2, 2, 1]),
+    "axis_neg": ((2, 3, 4), lambda x: x.split((3, 1), axis=-1), 2, [3, 1]),
+    "chunk_3_of_5": ((5, 2), lambda x: x.chunk(3), 0, [2, 2, 1]),
+    "chunk_4_of_6": ((6, 2), lambda x: x.chunk(4), 0, [2, 2, 2]),  # 3 pieces: fewer than 4
+    "chunk_6_of_5": ((5,), lambda x: x.chunk(6), 0, [1, 1, 1, 1, 1]),
+    "chunk_2_axis_1": ((3, 4), lambda x: x.chunk(2, axis=1), 1, [2, 2]),
+    "chunk_1": ((3, 4), lambda x: x.chunk(1, axis=-1), 1, [4]),
+}
+
+
+@pytest.mark.parametrize("name", SPLITS)
+def test_split_and_chunk_pieces_are_views(name: str, leaf: Callable[..., Tensor]) -> None:
+    shape, call, axis, sizes = SPLITS[name]
+    x = leaf(*shape)
+    pieces = call(x)
+    assert isinstance(pieces, tuple)
+    assert [p.shape[axis] for p in pieces] == sizes
+    bounds = np.cumsum([0, *sizes])
+    for p, lo, hi in zip(pieces, bounds[:-1], bounds[1:], strict=True):
+        np.testing.assert_array_equal(p.data, np.take(x.data, np.arange(lo, hi), axis=axis))
+        assert p.size == 0 or np.shares_memory(p.data, x.data)
+
+
+@pytest.mark.parametrize("name", SPLITS)
+def test_split_and_chunk_gradients(name: str, leaf: Callable[..., Tensor]) -> None:
+    shape, call, axis, _ = SPLITS[name]
+    x = leaf(*shape)
+
+    def weighted(t: Tensor) -> Tensor:  # each piece its own weight: a gradient in the wrong
+        return sum(((p * p) * float(k + 1)).sum() for k, p in enumerate(call(t)))  # place shows
+
+    assert gradcheck(weighted, [x])
+    assert gradgradcheck(weighted, [x])
+
+
+def test_split_gradient_of_one_piece_by_hand() -> None:
+    x = Tensor(np.arange(10.0).reshape(5, 2), requires_grad=True, dtype=np.float64)
+    _, middle, _ = x.split([1, 3, 1])
+    (middle * 2.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0, 0], [2, 2], [2, 2], [2, 2], [0, 0]])
+    (g,) = autograd.grad(x.chunk(2, axis=1)[1].sum(), x)
+    np.testing.assert_array_equal(g.data, [[0, 1]] * 5)
+
+
+def test_split_and_chunk_of_an_empty_axis() -> None:
+    x = autograd.zeros(0, 3)
+    assert [p.shape for p in x.split(2)] == [(0, 3)]  # as PyTorch: one empty piece
+    assert [p.shape for p in x.split(0)] == [(0, 3)]
+    assert [p.shape for p in x.chunk(3)] == [(0, 3)] * 3  # as PyTorch: `chunks` empty pieces
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (
+            lambda x: x.split([2, 2]),
+            r"split: sections \[2, 2\] .*sum to 5.*axis 0 of shape \(5, 3\)",
+        ),
+        (lambda x: x.split([6, -1]), r"split: sections \[6, -1\] must be non-negative"),
+        (lambda x: x.split(0), r"split: split_size must be positive, got 0.*\(5, 3\)"),
+        (lambda x: x.split(-2), r"split: split_size must be positive, got -2"),
+        (lambda x: x.split(2, axis=2), r"split: axis 2 is out of range for shape \(5, 3\)"),
+        (lambda x: x.chunk(0), r"chunk: chunks must be positive, got 0.*\(5, 3\)"),
+        (lambda x: x.chunk(2, axis=-3), r"chunk: axis -3 is out of range for shape \(5, 3\)"),
+    ],
+)
+def test_split_and_chunk_errors(call: Callable, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        call(autograd.ones(5, 3))

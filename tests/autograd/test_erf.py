@@ -1,0 +1,176 @@
+"""erf (Cody's rational approximations) against `math.erf` on a dense grid, in ulp, and at its
+extremes; float32 correctly rounded; exact GELU's values, gradients and second derivatives, and
+its backward reusing the forward's CDF."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import autograd
+from autograd import Tensor, gradcheck, gradgradcheck
+from autograd.ops import elementwise
+
+_math_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _grid() -> np.ndarray:
+    """2M points in [-6, 6] and log-spaced tails down to 1e-300 and out to 1e300, both signs."""
+    tails = np.concatenate([np.geomspace(1e-300, 6, 20_000), np.geomspace(6, 1e300, 2_000)])
+    return np.concatenate([np.linspace(-6, 6, 2_000_001), tails, -tails])
+
+
+def _ulps(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """|got - exact| in units of the last place of `exact` in `got`'s dtype."""
+    ulp = np.spacing(np.abs(exact).astype(got.dtype)).astype(np.float64)
+    return np.abs(got.astype(np.float64) - exact) / ulp
+
+
+def test_erf_within_2_ulp_of_math_erf_in_float64() -> None:
+    x = _grid()
+    exact = _math_erf(x).astype(np.float64)
+    err = _ulps(Tensor(x, dtype=np.float64).erf().data, exact)
+    worst = int(np.argmax(err))
+    # measured: 2 ulp (near |x| = 0.92; 0.05 ulp on average)
+    assert err.max() <= 2, f"max error {err.max()} ulp at x = {x[worst]!r}"
+    assert err.mean() < 0.1
+
+
+def test_erf_correctly_rounded_in_float32() -> None:
+    x = _grid()
+    x = np.unique(x[np.abs(x) < 1e38].astype(np.float32))
+    exact = _math_erf(x.astype(np.float64)).astype(np.float64)
+    got = Tensor(x).erf().data
+    assert got.dtype == np.float32
+    err = _ulps(got, exact)
+    # computed in float64 and rounded once: every value is the float32 nearest to erf(x)
+    assert err.max() <= 0.5 + 1e-6, f"max error {err.max()} ulp at x = {x[np.argmax(err)]!r}"
+    np.testing.assert_array_equal(got, exact.astype(np.float32))
+
+
+EXTREMES = [0.0, -0.0, 1e-300, -1e-300, 5e-324, 6.0, -6.0, 30.0, -30.0, 1e300, np.inf, -np.inf]
+
+
+def test_erf_at_its_extremes() -> None:
+    x = Tensor(EXTREMES + [np.nan], dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow in y*y, no 0*inf
+        out = x.erf().data
+    np.testing.assert_array_equal(out[:-1], [math.erf(v) for v in EXTREMES])
+    assert np.isnan(out[-1])
+    assert np.signbit(out[1]) and not np.signbit(out[0])  # erf(-0.0) = -0.0
+    assert out[2] == 1.1283791670955126e-300  # 2/sqrt(pi) * 1e-300, not flushed to zero
+
+
+def test_erf_float32_extremes_and_dtypes() -> None:
+    values = [0.0, 1e-30, -1e-45, 6.0, -30.0, np.inf, -np.inf, np.nan]
+    out = Tensor(values).erf().data
+    assert out.dtype == np.float32
+    expected = [math.erf(float(np.float32(v))) if not math.isnan(v) else v for v in values]
+    np.testing.assert_array_equal(out, np.float32(expected))
+    assert Tensor([0.5], dtype=np.float16).erf().dtype == np.float16
+    ints = Tensor([0, 1, -2]).erf()  # integers: the default float dtype, not truncated
+    assert ints.dtype == np.float32
+    np.testing.assert_allclose(ints.data, [0.0, math.erf(1), math.erf(-2)], rtol=1e-7)
+
+
+def test_erf_shapes_and_blocks() -> None:
+    """More elements than one block, a non-contiguous view, 0-d and empty inputs."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-5, 5, (3, 50_000))[:, ::2]  # 75,000 elements, strided
+    out = Tensor(x, dtype=np.float64).erf().data
+    assert out.shape == x.shape
+    np.testing.assert_allclose(out, _math_erf(x).astype(np.float64), rtol=5e-16, atol=0)
+    assert Tensor(0.5, dtype=np.float64).erf().item() == math.erf(0.5)
+    assert Tensor(np.zeros((0, 3))).erf().shape == (0, 3)
+
+
+def test_erf_gradients() -> None:
+    x = Tensor(np.linspace(-3, 3, 7), requires_grad=True, dtype=np.float64)
+    assert gradcheck(lambda t: t.erf(), [x])
+    assert gradgradcheck(lambda t: t.erf(), [x])
+
+
+# ----- GELU --------------------------------------------------------------------------------------
+
+GELU_POINTS = [-10.0, -4.0, -3.0, -1.5, -0.7, -0.3, -1e-8, 0.0, 0.2, 0.6, 1.0, 2.5, 4.5, 10.0]
+
+
+def _cdf(v: float) -> float:
+    return 0.5 * (1 + math.erf(v / math.sqrt(2)))
+
+
+def _pdf(v: float) -> float:
+    return math.exp(-v * v / 2) / math.sqrt(2 * math.pi)
+
+
+def test_gelu_values_and_gradient_by_hand() -> None:
+    x = Tensor(GELU_POINTS, requires_grad=True, dtype=np.float64)
+    y = x.gelu()
+    y.sum().backward()
+    np.testing.assert_allclose(y.data, [v * _cdf(v) for v in GELU_POINTS], rtol=1e-14, atol=1e-16)
+    expected = [_cdf(v) + v * _pdf(v) for v in GELU_POINTS]
+    np.testing.assert_allclose(x.grad, expected, rtol=1e-13, atol=1e-16)
+
+
+def test_gelu_left_tail_keeps_relative_accuracy() -> None:
+    """Phi is computed as erfc(-x/sqrt 2)/2, so x * Phi(x) does not round to 0 (or lose its
+    digits) below x = -5, where 1 + erf(x / sqrt 2) cancels."""
+    points = [-5.0, -8.0, -15.0, -30.0, -37.0]
+    out = Tensor(points, dtype=np.float64).gelu().data
+    expected = [v * 0.5 * math.erfc(-v / math.sqrt(2)) for v in points]
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    assert Tensor([-40.0], dtype=np.float64).gelu().item() == 0.0  # Phi underflows
+
+
+def test_gelu_float32_keeps_dtype() -> None:
+    x = Tensor(GELU_POINTS, requires_grad=True)
+    y = x.gelu()
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+    v = x.data.astype(np.float64)
+    exact = [a * 0.5 * math.erfc(-a / math.sqrt(2)) for a in v]  # (no cancellation at -10)
+    np.testing.assert_allclose(y.data, exact, rtol=2e-7, atol=0)
+    np.testing.assert_allclose(x.grad, [_cdf(a) + a * _pdf(a) for a in v], rtol=1e-6, atol=1e-7)
+
+
+def test_gelu_gradcheck_and_gradgradcheck(rng: np.random.Generator) -> None:
+    x = Tensor(rng.uniform(-5, 5, (3, 4)), requires_grad=True, dtype=np.float64)
+    assert gradcheck(lambda t: t.gelu(), [x])
+    assert gradgradcheck(lambda t: t.gelu(), [x])
+    assert gradgradcheck(lambda t: (t.gelu() * t).gelu(), [x])  # g depends on x too
+
+
+def test_gelu_third_derivative_by_hand() -> None:
+    # gelu' = Phi + x phi, gelu'' = (2 - x^2) phi, gelu''' = x (x^2 - 4) phi
+    x = Tensor([0.8], requires_grad=True, dtype=np.float64)
+    (d1,) = autograd.grad(x.gelu().sum(), x, create_graph=True)
+    (d2,) = autograd.grad(d1.sum(), x, create_graph=True)
+    (d3,) = autograd.grad(d2.sum(), x)
+    v = 0.8
+    np.testing.assert_allclose(d1.item(), _cdf(v) + v * _pdf(v), rtol=1e-14)
+    np.testing.assert_allclose(d2.item(), (2 - v * v) * _pdf(v), rtol=1e-14)
+    np.testing.assert_allclose(d3.item(), v * (v * v - 4) * _pdf(v), rtol=1e-13)
+
+
+def test_gelu_backward_reuses_the_forward_cdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = Tensor(np.linspace(-3, 3, 9), requires_grad=True, dtype=np.float64)
+    y = x.gelu()
+    z = x.gelu()
+
+    def no_erf(*args: object) -> None:
+        raise AssertionError("erf evaluated again in gelu's backward")
+
+    for name in ("_erf", "_normal_cdf", "_by_blocks", "erf"):
+        monkeypatch.setattr(elementwise, name, no_erf)
+    y.sum().backward()  # plain backward
+    (g,) = autograd.grad(z.sum(), x, create_graph=True)  # the graph of the backward
+    (h,) = autograd.grad(g.sum(), x)
+    v = x.data
+    pdf = np.exp(-v * v / 2) / math.sqrt(2 * math.pi)
+    np.testing.assert_allclose(x.grad, g.data, rtol=1e-14, atol=1e-16)
+    np.testing.assert_allclose(h.data, (2 - v * v) * pdf, rtol=1e-13, atol=1e-16)
