@@ -14,10 +14,12 @@ products of all time steps in one matmul, then loops over time (one matmul with 
 few elementwise passes per step), and a numpy backward through time whose per-step work is
 a handful of passes too: every derivative factor that does not depend on the incoming
 gradient (sigmoid' and tanh' of the saved gates, c_{t-1}, ...) is computed for all steps at
-once before the loop, and the weight gradients are one matmul each after it. Measured on
-the benchmark's LSTM (T=64, batch 16, hidden 128; see `benchmarks/sequence_nets.py`) this
-beats both the same cell composed of Tensor ops per step and a fused op per time step (the
-per-step slices of the input projection then each cost a full-size gradient buffer).
+once before the loop, and the weight gradients are one matmul each after it. Measured
+(forward + backward, T=64, batch 16, input and hidden 128, float32, one BLAS thread): LSTM
+20 ms fused per layer, against 60 ms composed of Tensor ops step by step and 75 ms as one
+fused op per time step (each step's slice of the inputs then costs a full-size gradient
+buffer); GRU 15 / 75 / 41 ms; tanh RNN 6 / 16 / 16 ms. PyTorch's oneDNN LSTM layer took
+15-17 ms on the same machine.
 Under `autograd.grad(..., create_graph=True)` the backward differentiates the same layer
 composed of Tensor ops instead, so second derivatives are exact.
 
