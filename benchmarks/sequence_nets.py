@@ -66,7 +66,7 @@ class Block(nn.Module):
         def heads(part: Tensor) -> Tensor:  # (B, T, C) -> (B, heads, T, d)
             return part.reshape(b, t, self.heads, d).transpose(0, 2, 1, 3)
 
-        q, k, v = (heads(qkv[..., i * c : (i + 1) * c]) for i in range(3))
+        q, k, v = (heads(part) for part in qkv.split(c, axis=2))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.proj(y.transpose(0, 2, 1, 3).reshape(b, t, c))
         return x + self.fc2(self.act(self.fc(self.ln2(x))))
