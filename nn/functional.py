@@ -213,7 +213,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             gb = wrap(rows.sum(axis=0))
         return gx, gw, gb
 
-    return Tensor._from_op(data, parents, "linear", backward)
+    # backward reads the input and the weights (not the bias, not the output)
+    return Tensor._from_op(data, parents, "linear", backward, saved=(x, weight), saves_output=False)
 
 
 # ----- losses over class indices ------------------------------------------------------------
@@ -604,7 +605,8 @@ def layer_norm(
     bias: Tensor | None = None,
     eps: float = 1e-5,
 ) -> Tensor:
-    """Normalise over the last len(normalized_shape) axes (composed, differentiable twice).
+    """Normalise over the last len(normalized_shape) axes (fused; under create_graph its
+    backward differentiates the composed twin, so it is differentiable twice).
 
     x (..., *normalized_shape); weight and bias shaped normalized_shape.
     y = (x - mean) / sqrt(var + eps) * weight + bias, var biased (ddof=0).
@@ -626,7 +628,54 @@ def layer_norm(
                 f"layer_norm: {name} of shape {np.shape(value)} does not match "
                 f"normalized_shape {norm_shape}"
             )
-    axes = tuple(range(x.ndim - k, x.ndim))
+    weight = None if weight is None else _tensor(weight)
+    bias = None if bias is None else _tensor(bias)
+    n = math.prod(norm_shape)
+    rows = x.data.reshape(-1, n)  # (M, N): each row normalised on its own
+    mean = rows.mean(axis=1, keepdims=True)
+    centred = rows - mean
+    rstd = 1.0 / np.sqrt(np.mean(centred * centred, axis=1, keepdims=True) + eps)
+    xhat = centred * rstd
+    flat_w = None if weight is None else weight.data.reshape(n)
+    out = xhat * flat_w if flat_w is not None else xhat
+    if bias is not None:
+        out += bias.data.reshape(n)
+    inputs = (x, weight, bias)
+    parents = tuple(t for t in inputs if t is not None)
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        if is_grad_enabled():  # create_graph: differentiate the composed twin instead
+            grads = _recorded_backward(
+                lambda x, w, b: _layer_norm_composed(x, norm_shape, w, b, eps), inputs, g
+            )
+            return tuple(gi for gi, t in zip(grads, inputs, strict=True) if t is not None)
+        g_rows = g.data.reshape(-1, n)
+        xhat = (x.data.reshape(-1, n) - mean) * rstd  # recomputed: only x is kept
+        g_xhat = g_rows * flat_w if flat_w is not None else g_rows
+        # d/dx of (x - mean) * rstd, applied to g_xhat, row by row
+        gx = rstd * (
+            g_xhat
+            - g_xhat.mean(axis=1, keepdims=True)
+            - xhat * np.mean(g_xhat * xhat, axis=1, keepdims=True)
+        )
+        grads = [gx.reshape(x.shape) if x.requires_grad else None]
+        if weight is not None:
+            gw = np.einsum("mn,mn->n", g_rows, xhat) if weight.requires_grad else None
+            grads.append(None if gw is None else gw.reshape(norm_shape))
+        if bias is not None:
+            grads.append(g_rows.sum(axis=0).reshape(norm_shape) if bias.requires_grad else None)
+        return tuple(None if a is None else Tensor._from_array(a) for a in grads)
+
+    data = out.reshape(x.shape).astype(x.dtype, copy=False)
+    # backward reads x and the weight (mean and rstd are its own small arrays)
+    saved = (x,) if weight is None else (x, weight)
+    return Tensor._from_op(data, parents, "layer_norm", backward, saved=saved, eps=eps)
+
+
+def _layer_norm_composed(
+    x: Tensor, norm_shape: tuple[int, ...], weight: Tensor | None, bias: Tensor | None, eps: float
+) -> Tensor:
+    axes = tuple(range(x.ndim - len(norm_shape), x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     y = (x - mean) / (x.var(axis=axes, keepdims=True) + eps).sqrt()
     if weight is not None:
