@@ -31,10 +31,15 @@ from autograd import Tensor, once_differentiable
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d"]
 
-# Work buffers: im2col is computed in chunks of about this many bytes, into a buffer that
-# each thread reuses from call to call (measured on the benchmark CNN: 1-4 MiB chunks run as
-# fast as one whole-batch im2col, which for its second conv is a 29 MB matrix per call).
-_CHUNK_BYTES = 2 << 20
+# Work buffers: im2col is computed in blocks of about this many bytes, into one buffer that
+# each thread reuses from call to call (col2im's products go there too). Measured on the
+# benchmark CNN (batch 128): 2-4 MiB blocks run a step 10-15% faster than one whole-batch
+# im2col (29 MB for its second conv) and than 8 MiB blocks with one BLAS thread; with two
+# BLAS threads on a busy machine every matmul call costs a thread hand-over, so blocks
+# much smaller than this made a step slower there (4 MiB: 7 blocks for that conv).
+_CHUNK_BYTES = 4 << 20
+# col2im adds each kernel offset's gradient in bands of output rows of about this many bytes
+_COL2IM_BYTES = 4 << 20
 # Larger work buffers (huge batches) are allocated per call instead of being kept.
 _SCRATCH_KEEP_BYTES = 16 << 20
 # Below this many input channels im2col writes the transposed matrix (columns, rows): its
@@ -181,7 +186,7 @@ class _Im2col:
             count = rows * cols * n
             band = self.xp[y0 * sh : (y1 - 1) * sh + kh, x0 * sw : (x1 - 1) * sw + kw]
             if self.transposed:
-                buf = _scratch("im2col", (self.width, count), self.xp.dtype)
+                buf = _scratch("work", (self.width, count), self.xp.dtype)
                 dst = buf[: self.k].reshape(kh, kw, c, rows, cols, n)
                 for i in range(kh):
                     for j in range(kw):
@@ -191,7 +196,7 @@ class _Im2col:
                     buf[self.k] = 1
                 matrix = buf.T
             else:
-                buf = _scratch("im2col", (count, self.width), self.xp.dtype)
+                buf = _scratch("work", (count, self.width), self.xp.dtype)
                 windows = sliding_window_view(band, (kh, kw), axis=(0, 1))[::sh, ::sw]
                 dst = buf[:, : self.k].reshape(rows, cols, n, kh, kw, c)
                 np.copyto(dst, windows.transpose(0, 1, 2, 4, 5, 3))  # (rows, cols, n, kh, kw, c)
@@ -218,11 +223,11 @@ def _col2im(
     n = padded_shape[2]
     dxp = np.zeros(padded_shape, d.dtype)
     per_y = wo * n
-    step = max(1, _CHUNK_BYTES // 2 // (per_y * c * d.dtype.itemsize))
+    step = max(1, _COL2IM_BYTES // (per_y * c * d.dtype.itemsize))
     for y0 in range(0, ho, step):
         y1 = min(y0 + step, ho)
         rows = d[y0 * per_y : y1 * per_y]
-        part = _scratch("col2im", (len(rows), c), d.dtype)
+        part = _scratch("work", (len(rows), c), d.dtype)
         for i in range(kh):
             for j in range(kw):
                 np.matmul(rows, w_blocks[i, j].T, out=part)
