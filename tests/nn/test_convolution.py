@@ -429,3 +429,23 @@ def test_batch_norm_gradient_in_another_layout() -> None:
         F.batch_norm(x, None, None, training=True).backward(g_layout(g))
         grads.append(x.grad)
     np.testing.assert_allclose(*grads, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda x, w: F.conv2d(x, w, padding=1),
+        lambda x, w: F.max_pool2d(F.conv2d(x, w), 2),
+        lambda x, w: F.max_pool2d(F.conv2d(x, w), 2, 1),
+        lambda x, w: F.avg_pool2d(F.conv2d(x, w), 2),
+    ],
+)
+def test_second_backward_with_retain_graph_doubles_the_gradients(op) -> None:  # noqa: ANN001
+    x, w = rand(2, 3, 6, 6), rand(4, 3, 3, 3)
+    y = op(x, w)
+    g = RNG.standard_normal(y.shape)
+    y.backward(g, retain_graph=True)
+    first = (x.grad.copy(), w.grad.copy())
+    y.backward(g)
+    np.testing.assert_allclose(x.grad, 2 * first[0], rtol=1e-12)
+    np.testing.assert_allclose(w.grad, 2 * first[1], rtol=1e-12)
