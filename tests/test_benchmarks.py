@@ -42,8 +42,12 @@ def test_npgrad_follows_the_numpy_reference(name: str) -> None:
         loss = npgrad_nets.train_step(model, xs, ys)
         assert loss == pytest.approx(loss_ref, rel=1e-5), f"step {i}"
     assert loss_ref != pytest.approx(np.log(10), rel=1e-3)  # it trained: not still at chance
+    # Adam (the CNN's) divides by sqrt(v) + 1e-8: a gradient that is float32 rounding noise
+    # (|g| ~ 1e-9, where the two sum in different orders) still moves its weight by up to a
+    # fraction of lr = 1e-3, in a direction the rounding decides; SGD moves it by lr * g
+    atol = 2e-4 if name == "cnn" else 1e-5
     for p_ref, p in zip(reference.params, model.module.parameters(), strict=True):
-        np.testing.assert_allclose(p.data, p_ref, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(p.data, p_ref, rtol=1e-4, atol=atol)
 
 
 def test_benchmark_command_writes_its_table(hf_offline, tmp_path, monkeypatch) -> None:
