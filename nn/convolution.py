@@ -33,10 +33,10 @@ __all__ = ["conv2d", "max_pool2d", "avg_pool2d"]
 
 # Work buffers: im2col is computed in blocks of about this many bytes, into one buffer that
 # each thread reuses from call to call (col2im's products go there too). Measured on the
-# benchmark CNN (batch 128): 2-4 MiB blocks run a step 10-15% faster than one whole-batch
-# im2col (29 MB for its second conv) and than 8 MiB blocks with one BLAS thread; with two
-# BLAS threads on a busy machine every matmul call costs a thread hand-over, so blocks
-# much smaller than this made a step slower there (4 MiB: 7 blocks for that conv).
+# benchmark CNN's second conv (batch 128, one BLAS thread): 2-4 MiB blocks take 14.0 ms
+# forward and 28.0 ms backward, one whole-batch im2col (a 29 MB matrix) 16.3 and 32.6 ms.
+# Not smaller: with two BLAS threads and one core busy elsewhere every matmul call waits
+# for a thread hand-over, and 2 MiB blocks made a training step ~1.5x slower than 8 MiB.
 _CHUNK_BYTES = 4 << 20
 # col2im adds each kernel offset's gradient in bands of output rows of about this many bytes
 _COL2IM_BYTES = 4 << 20
