@@ -145,6 +145,7 @@ def peak_memory(impl_name: str, impl: Impl, name: str, x, y, batches) -> float |
     warm = make(name, 0)  # lazy imports and first-call caches stay outside the measurement
     step(warm, x[batches[0]], y[batches[0]])
     del warm
+    npgrad_nets.release_buffers()  # but buffers that npgrad reuses from step to step count
     gc.collect()
     tracemalloc.start()
     try:

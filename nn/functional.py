@@ -29,7 +29,7 @@ import numpy as np
 
 from autograd import Tensor, generator, grad, is_grad_enabled
 
-from .convolution import avg_pool2d, conv2d, max_pool2d
+from .convolution import _result, avg_pool2d, conv2d, max_pool2d
 
 __all__ = [
     "relu",
@@ -510,7 +510,7 @@ def batch_norm(
     # several times faster than numpy's reductions over axes (0, 2, 3) of a strided view.
     x3, order = _channel_blocks(x.data)
     mean = _channel_sum(x3) / count
-    xc = x3 - mean[:, None]
+    xc = np.subtract(x3, mean[:, None], out=_result(x3.shape, mean.dtype))  # (a reused buffer)
     var = np.einsum("acb,acb->c", xc, xc) / count
     inv_std = 1.0 / np.sqrt(var + np.asarray(eps, dtype=var.dtype))
     scale = inv_std if weight is None else inv_std * weight.data
@@ -539,7 +539,7 @@ def batch_norm(
             )
         g3, _ = _channel_blocks(g.data, order)
         g_sum = _channel_sum(g3)
-        xc = x3 - mean[:, None]
+        xc = np.subtract(x3, mean[:, None], out=_result(x3.shape, mean.dtype))
         g_xc_sum = np.einsum("acb,acb->c", g3, xc)  # sum g (x - mean) = sum g xhat / inv_std
         grads = []
         if need_x:
