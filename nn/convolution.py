@@ -134,6 +134,15 @@ def release_buffers() -> None:
     _local.__dict__.clear()
 
 
+def _result_like(a: np.ndarray, dtype: Any = None) -> np.ndarray | None:
+    """For a ufunc's `out=`: a `_result` shaped like `a` in a's memory layout, or None (the
+    ufunc allocates, in a's layout too) when it would be too small to be recycled."""
+    dtype = a.dtype if dtype is None else np.dtype(dtype)
+    if a.size * dtype.itemsize < _RECYCLE_MIN_BYTES:
+        return None
+    return _empty_in_layout(_axis_order(a), a.shape, dtype)
+
+
 def _result(shape: Sequence[int], dtype: Any) -> np.ndarray:
     """An uninitialised C-contiguous array for a result that leaves this module.
 

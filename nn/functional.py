@@ -29,7 +29,7 @@ import numpy as np
 
 from autograd import Tensor, generator, grad, is_grad_enabled
 
-from .convolution import _result, avg_pool2d, conv2d, max_pool2d
+from .convolution import _result, _result_like, avg_pool2d, conv2d, max_pool2d
 
 __all__ = [
     "relu",
@@ -92,7 +92,19 @@ def _recorded_backward(
 
 # ----- activations (composed: thin wrappers over the Tensor methods) ------------------------
 def relu(x: Tensor) -> Tensor:
-    return _tensor(x).relu()
+    """max(x, 0); the gradient is g * (out > 0). The same op as `Tensor.relu`, with large
+    results (a CNN's activations and their gradients) in buffers reused from earlier steps
+    (see `nn.convolution`): fresh arrays' page faults cost more than the op itself."""
+    x = _tensor(x)
+    data = np.maximum(x.data, 0, out=_result_like(x.data))
+
+    def backward(g: Tensor, out: Tensor) -> tuple:
+        mask = out.data > 0  # constant: relu'' = 0
+        if is_grad_enabled():  # create_graph: record the product
+            return (g * mask,)
+        return (Tensor._from_array(np.multiply(g.data, mask, out=_result_like(g.data))),)
+
+    return Tensor._from_op(data, (x,), "relu", backward, saved=(), saves_output=True)
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:

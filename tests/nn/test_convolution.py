@@ -493,3 +493,16 @@ def test_gradients_in_recycled_buffers_stay_correct() -> None:
     x1.grad = None
     F.max_pool2d(F.conv2d(x1, reference, padding=1), 2).backward(g)
     np.testing.assert_allclose(x1.grad, grad1, rtol=1e-12)
+
+
+def test_relu_keeps_the_layout_in_recycled_buffers() -> None:
+    values = RNG.standard_normal((8, 16, 32, 32))  # 1 MiB and more: recycled buffers
+    x = Tensor(hwnc(values), requires_grad=True, dtype=np.float64)
+    y = F.relu(x)
+    np.testing.assert_array_equal(y.data, np.maximum(values, 0))
+    assert axis_order(y.data) == (2, 3, 0, 1)
+    g = RNG.standard_normal(values.shape)
+    y.backward(hwnc(g))
+    np.testing.assert_array_equal(x.grad, g * (values > 0))
+    leaf = stored(values[:1, :2, :4, :4].copy(), "hwnc")
+    assert autograd.gradgradcheck(lambda t: F.relu(viewed(t, "hwnc")) ** 2, [leaf])
