@@ -176,7 +176,7 @@ def _hwnc_padded(x: np.ndarray, ph: int, pw: int, dtype: np.dtype) -> np.ndarray
     hwnc = x.transpose(2, 3, 0, 1)
     if not (ph or pw) and hwnc.flags.c_contiguous and x.dtype == dtype:
         return hwnc
-    xp = np.empty((h + 2 * ph, w + 2 * pw, n, c), dtype)
+    xp = _result((h + 2 * ph, w + 2 * pw, n, c), dtype)
     if ph:
         xp[:ph] = 0
         xp[ph + h :] = 0

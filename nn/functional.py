@@ -559,7 +559,7 @@ def batch_norm(
             a = scale
             xc *= (-a * inv_std * inv_std * g_xc_sum / count)[:, None]
             xc -= (a * g_sum / count)[:, None]
-            xc += g3 * a[:, None]
+            xc += np.multiply(g3, a[:, None], out=_result(xc.shape, xc.dtype))
             grads.append(_from_channel_blocks(xc, x.shape, order))
         else:
             grads.append(None)
