@@ -71,7 +71,15 @@ def test_every_notebook_is_tested() -> None:
     assert on_disk == set(builder.NOTEBOOKS) == set(REQUIRED_OUTPUTS)
 
 
-@pytest.mark.parametrize("name", list(REQUIRED_OUTPUTS))
+# 06 trains three language models (~20 s): run with the slow tests (CI runs those too), so
+# that the unit suite stays under a minute
+SLOW = {"06_attention"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in REQUIRED_OUTPUTS],
+)
 def test_notebook_runs(name: str, monkeypatch: pytest.MonkeyPatch, record_property) -> None:
     if "image/svg+xml" in REQUIRED_OUTPUTS[name] and shutil.which("dot") is None:
         pytest.skip("Graphviz 'dot' program not installed (the notebook draws graphs)")
