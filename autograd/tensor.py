@@ -538,7 +538,9 @@ def backpropagate(
     wanted = set(inputs)
     captured: dict[int, Tensor] = {}
     # stand-ins for the tensors whose data backward releases (see `_release_parents`)
-    ghosts: dict[Tensor, ReleasedTensor] | None = None if retain_graph else {}
+    # (by id, not by tensor: a key would keep the released tensor alive until the end; ids
+    # are safe, every tensor looked up is alive and was made before backward began)
+    ghosts: dict[int, ReleasedTensor] | None = None if retain_graph else {}
     anomaly = grad_mode._anomaly
     # the closures record a graph of their own only for create_graph
     previous_mode = grad_mode._grad_enabled
@@ -553,6 +555,7 @@ def backpropagate(
                 captured[id(node)] = g
             if accumulate and node._retains_grad:
                 _store_grad(node, g.data, node in owned)
+            owned.discard(node)  # (done with it: the set must not keep it alive)
             if node._backward is None:
                 raise RuntimeError(
                     f"backward: the graph through '{node._op}' was freed by an earlier "
@@ -676,7 +679,7 @@ def _released(node: Tensor) -> ReleasedTensor:
     return ghost
 
 
-def _release_parents(node: Tensor, ghosts: dict[Tensor, ReleasedTensor]) -> None:
+def _release_parents(node: Tensor, ghosts: dict[int, ReleasedTensor]) -> None:
     """Backward without `retain_graph`, right after `node`'s closure ran: `node` stops
     referring to its parents' data, so each intermediate's array goes as soon as backward
     has passed it, and none is reachable from the graph once `backward()` returns.
@@ -692,14 +695,14 @@ def _release_parents(node: Tensor, ghosts: dict[Tensor, ReleasedTensor]) -> None
         if not parent._parents and (parent.requires_grad or parent.data.size <= 1):
             new_parents.append(parent)
             continue
-        ghost = ghosts.get(parent)
+        ghost = ghosts.get(id(parent))
         if ghost is None:
-            ghost = ghosts[parent] = _released(parent)
+            ghost = ghosts[id(parent)] = _released(parent)
         new_parents.append(ghost)
         changed = True
     if changed:
         node._parents = tuple(new_parents)
-    ghost = ghosts.get(node)
+    ghost = ghosts.get(id(node))
     if ghost is not None:  # made when a child came by, before this node's backward ran
         ghost._parents = node._parents
         ghost._backward = node._backward

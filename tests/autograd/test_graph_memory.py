@@ -147,3 +147,22 @@ def test_last_steps_loss_alive_costs_no_activation_memory() -> None:
     alive, deleted = _step_peak(True), _step_peak(False)
     activations = 4 * 256 * 512 * 4  # four (256, 512) float32 arrays in the graph
     assert abs(alive - deleted) < activations / 4, (alive, deleted)
+
+
+def test_intermediates_die_during_backward_not_only_after() -> None:
+    """By the time a leaf's gradient is complete, every intermediate above it is released."""
+    gc.disable()
+    try:
+        w = Tensor(np.ones((64, 64)), requires_grad=True)
+        x = Tensor(np.full((32, 64), 0.1))
+        h1 = (x @ w).tanh()
+        h2 = (h1 @ w).tanh()
+        refs = [weakref.ref(t.data) for t in (h1, h2)]
+        loss = (h2 @ w).sum()
+        del h1, h2
+        alive_at_leaf = []
+        w.register_hook(lambda g: alive_at_leaf.append([r() is not None for r in refs]))
+        loss.backward()
+        assert alive_at_leaf == [[False, False]]
+    finally:
+        gc.enable()
