@@ -58,19 +58,18 @@ def gradcheck(
             g = np.zeros_like(x.data) if g is None else g.data
             if g.shape != x.shape:
                 raise AssertionError(f"gradcheck: input {i}: grad shape {g.shape} != {x.shape}")
-            flat = x.data.reshape(-1)  # a view: perturbing it perturbs x
-            for k in range(flat.size):
-                original = flat[k]
+            data = x.data  # perturbed in place by index (reshape(-1) of a transposed input
+            for index in np.ndindex(data.shape):  # would be a copy, perturbing nothing)
+                original = data[index]
                 # evaluated with grad on: `fn` may itself differentiate (gradgradcheck)
-                flat[k] = original + eps
+                data[index] = original + eps
                 plus = float(fn(*xs).data.sum())
-                flat[k] = original - eps
+                data[index] = original - eps
                 minus = float(fn(*xs).data.sum())
-                flat[k] = original
+                data[index] = original
                 numeric = (plus - minus) / (2 * eps)
-                value = g.reshape(-1)[k]
+                value = g[index]
                 if not abs(value - numeric) <= atol + rtol * abs(numeric):
-                    index = np.unravel_index(k, x.shape)
                     raise AssertionError(
                         f"gradcheck: input {i} at index {tuple(int(j) for j in index)}: "
                         f"analytic {value:.8g} vs numeric {numeric:.8g}"

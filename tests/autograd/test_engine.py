@@ -521,3 +521,21 @@ def test_a_closure_gradient_in_another_dtype_is_cast_to_the_input_dtype() -> Non
     )
     out.sum().backward()
     assert a.grad.dtype == np.float32 and np.array_equal(a.grad, np.full(3, 2.0, np.float32))
+
+
+def test_gradcheck_perturbs_non_contiguous_inputs() -> None:
+    # a transposed leaf: reshape(-1) of it is a copy, so perturbing that would test nothing
+    class WrongSquare(autograd.Function):
+        @staticmethod
+        def forward(ctx, x):  # noqa: ANN001, ANN205
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):  # noqa: ANN001, ANN205
+            return g  # should be 2 x g
+
+    x = Tensor(np.arange(1.0, 7.0).reshape(2, 3).T, requires_grad=True, dtype=np.float64)
+    assert not x.data.flags.c_contiguous
+    assert gradcheck(lambda x: x * x, [x])
+    with pytest.raises(AssertionError, match="analytic"):
+        gradcheck(WrongSquare.apply, [x])
