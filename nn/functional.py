@@ -715,4 +715,6 @@ def embedding(indices: Any, weight: Tensor) -> Tensor:
             f"(weight of shape {weight.shape})"
         )
     return weight[idx]
+
+
 from .attention import scaled_dot_product_attention  # noqa: E402, F401 (F's attention op)
