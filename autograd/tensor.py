@@ -142,7 +142,10 @@ class Tensor:
                 saved, saves_output = parents, True
             # checked against in-place changes before `backward` runs (see `_check_saved`);
             # None: the closure reads only `g` and shapes, so it survives a backward
-            out._saved = (saved + _OUTPUT if saves_output else saved) or None
+            if saves_output:  # (exp, tanh, relu, softmax... save only their output)
+                out._saved = saved + _OUTPUT if saved else _OUTPUT
+            else:
+                out._saved = saved or None
             if grad_mode._anomaly:
                 out._trace = _user_frame()
         else:  # nothing to differentiate: keep no reference to the inputs

@@ -9,29 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .torch_reference import torch_available  # one lazy import, 2 threads, shared
+
 __all__ = ["torch_available", "make_model"]
 
-NUM_THREADS = 2
-_torch = None
 VOCAB, CONTEXT, WIDTH, HEADS, BLOCKS = 65, 64, 128, 4, 2
 LR = 1e-3
 
 
-def torch_available():  # noqa: ANN201
-    """The `torch` module (set to `NUM_THREADS` threads), or None if not importable."""
-    global _torch
-    if _torch is None:
-        try:
-            import torch
-        except ImportError:
-            return None
-        torch.set_num_threads(NUM_THREADS)
-        _torch = torch
-    return _torch
-
-
 def _modules():  # noqa: ANN202
-    torch = _torch
+    torch = torch_available()
     tnn, functional = torch.nn, torch.nn.functional
 
     class Block(tnn.Module):
@@ -82,10 +69,12 @@ def _modules():  # noqa: ANN202
 class TorchSequenceModel:
     def __init__(self, module) -> None:  # noqa: ANN001
         self.module = module
-        self.optimizer = _torch.optim.AdamW(module.parameters(), lr=LR)  # weight decay 0.01
+        self.optimizer = torch_available().optim.AdamW(
+            module.parameters(), lr=LR
+        )  # weight decay 0.01
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
-        torch = _torch
+        torch = torch_available()
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.module(torch.from_numpy(x))
         loss = torch.nn.functional.cross_entropy(

@@ -170,6 +170,7 @@ def test_freed_graph_keeps_its_structure() -> None:
     (released,) = y._parents
     assert isinstance(released, ReleasedTensor) and released is not h
     assert (released.op, released.shape, released.dtype) == ("exp", (1,), np.float32)
+    assert repr(released) == "tensor(<released after backward>, shape=(1,), op=exp)"
     assert released._parents == (x,) and h._parents == (x,)
     assert released.data.strides == (0,) and not released.data.flags.writeable
     np.testing.assert_allclose(h.data, [np.e], rtol=1e-6)

@@ -285,3 +285,21 @@ def test_inplace_change_of_a_saved_input_is_detected() -> None:
         a += 1.0
     with pytest.raises(RuntimeError, match="ScaleShift.*modified by an inplace operation"):
         first.sum().backward()
+
+
+def test_forward_and_save_for_backward_type_errors_name_the_function() -> None:
+    class ReturnsArray(Function):
+        @staticmethod
+        def forward(ctx, x):  # noqa: ANN001, ANN205
+            return x.data * 2
+
+    class SavesArray(Function):
+        @staticmethod
+        def forward(ctx, x):  # noqa: ANN001, ANN205
+            ctx.save_for_backward(x.data)
+            return x * 2
+
+    with pytest.raises(TypeError, match=r"ReturnsArray\.forward must return a Tensor"):
+        ReturnsArray.apply(f64(1.0))
+    with pytest.raises(TypeError, match="save_for_backward: expected Tensors"):
+        SavesArray.apply(f64(1.0))

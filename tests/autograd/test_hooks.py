@@ -113,3 +113,11 @@ def test_handle_as_context_manager() -> None:
         (x * 1.0).backward()
     (x * 1.0).backward()
     assert calls == [1]
+
+
+def test_hook_may_return_an_array() -> None:
+    x = f64(1.0, 2.0)
+    x.register_hook(lambda g: np.array([5.0, 6.0]))
+    (x * 3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [5.0, 6.0])
+    assert x.grad.dtype == np.float64
