@@ -131,11 +131,13 @@ def test_row_gather_backward_sums_repeated_and_negative_rows() -> None:
     # the embedding path: one integer array picking rows, repeats and negatives mixed
     rng = np.random.default_rng(5)
     w = Tensor(rng.standard_normal((6, 3)), requires_grad=True, dtype=np.float64)
-    rows = np.array([[0, 5, -1], [2, 0, 0]])  # -1 is row 5 again
-    g = rng.standard_normal((2, 3, 3))
+    small = np.array([[0, 5, -1], [2, 0, 0]])  # -1 is row 5 again
+    rows = np.tile(small, (1, 100))  # (2, 300): enough rows for the sorting path
+    g = rng.standard_normal((2, 300, 3))
     w[rows].backward(g)
     expected = np.zeros((6, 3))
     for (i, j), r in np.ndenumerate(rows):
         expected[r] += g[i, j]
     np.testing.assert_allclose(w.grad, expected, rtol=1e-12)
     assert gradcheck(lambda w: w[rows] ** 2, [w])
+    assert gradcheck(lambda w: w[small] ** 2, [w])  # the np.add.at path
