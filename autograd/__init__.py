@@ -1,8 +1,10 @@
 """npgrad's engine: a numpy Tensor that records its graph and differentiates it."""
 
+from .allocator import tune_malloc as _tune_malloc
 from .methods import install as _install
 
 _install()
+_tune_malloc()  # freed arrays' memory stays for the next step (glibc; see autograd.allocator)
 
 from . import functional  # noqa: E402
 from .checkpoint import checkpoint  # noqa: E402

@@ -135,9 +135,14 @@ class Tensor:
         out._version = 0
         out._hooks = None
         if record:
+            if _unheld:  # (results that only the graph may hold by now: see `_release_unheld`)
+                _release_unheld()
             out._parents = parents
             out._backward = backward
             out._seq = next(_op_counter)
+            for parent in parents:  # large op results this op does not save: candidates
+                if parent._backward is not None and parent.data.nbytes >= _RELEASE_MIN_BYTES:
+                    _note_unsaved_use(parent, out, saved)
             if saved is None:  # not stated: assume the closure reads everything
                 saved, saves_output = parents, True
             # checked against in-place changes before `backward` runs (see `_check_saved`);
@@ -276,6 +281,8 @@ class Tensor:
     __hash__ = object.__hash__  # identity, although `==` is elementwise
 
     def __repr__(self) -> str:
+        if self._parents and data_released(self):  # (only the graph could show it)
+            return f"tensor(<data released>, shape={self.shape}, op={self._op})"
         body = np.array2string(self.data, separator=", ", prefix="tensor(", precision=4)
         extra = [f"dtype={self.dtype}"]
         if self.name:
@@ -400,6 +407,71 @@ _buffer_stamps: dict[int, tuple[weakref.ref, int]] = {}
 # The newest stamp: an op made after it saved nothing that changed since (the usual case in a
 # training loop, whose optimiser step comes after backward), so backward skips the check.
 _latest_stamp = 0
+
+
+# ----- releasing unsaved results during the forward pass ----------------------------------
+# PyTorch's graph holds only what ops saved, so a convolution's output that only feeds a ReLU
+# (which saves its own output) is gone as soon as the caller drops it. Here the graph is made
+# of the tensors themselves, and a child's `_parents` would keep that output's data alive
+# until backward. So an op result of at least `_RELEASE_MIN_BYTES` that a consumer does not
+# save, whose own op does not read its output, is watched for the next `_RELEASE_WATCH` ops
+# recorded: once the references to it are exactly its consumers' `_parents` entries (the
+# caller has dropped it; CPython's reference count tells), its data is replaced by a
+# zero-byte placeholder, as backward does with everything it has passed. Anything else that
+# holds it (a variable, a saved tuple, a closure, a hook, a list) keeps it whole: counting can
+# only err towards keeping.
+_RELEASE_MIN_BYTES = 1 << 17
+_RELEASE_WATCH = 4
+# [weak ref to the tensor, weak refs to the consumers that do not save it, checks so far]
+_unheld: list[list[Any]] = []
+_unheld_by_id: dict[int, list[Any]] = {}
+
+
+def _note_unsaved_use(parent: Tensor, out: Tensor, saved: tuple[Tensor, ...] | None) -> None:
+    """`out`'s op has `parent` among its inputs: watch `parent` unless its data is needed."""
+    if saved is None or parent._retains_grad:  # (unstated: the closure reads every input)
+        return
+    for tensor in saved:
+        if tensor is parent:
+            return
+    own = parent._saved
+    if own is not None and own[-1] is _OUTPUT[0]:  # its own backward reads its data
+        return
+    entry = _unheld_by_id.get(id(parent))
+    if entry is None or entry[0]() is not parent:  # (an id of a tensor that died: reused)
+        entry = _unheld_by_id[id(parent)] = [weakref.ref(parent), [], 0]
+        _unheld.append(entry)
+    entry[1].append(weakref.ref(out))
+
+
+def _graph_references(tensor: Tensor, consumers: list[weakref.ref]) -> int:
+    """How many times the live consumers list `tensor` among their parents."""
+    count = 0
+    for ref in consumers:
+        consumer = ref()
+        if consumer is not None:
+            count += sum(1 for p in consumer._parents if p is tensor)
+    return count
+
+
+def _release_unheld() -> None:
+    """Release the watched tensors that only their consumers' `_parents` still refer to."""
+    keep = []
+    for entry in _unheld:
+        tensor = entry[0]()
+        if tensor is None:
+            continue
+        in_graph = _graph_references(tensor, entry[1])
+        # the other references: `tensor` here and getrefcount's argument
+        if in_graph and sys.getrefcount(tensor) == in_graph + 2:
+            tensor.data = _placeholder(tensor.data.shape, tensor.data.dtype)
+        elif in_graph and entry[2] < _RELEASE_WATCH:
+            entry[2] += 1
+            keep.append(entry)
+    _unheld[:] = keep
+    _unheld_by_id.clear()
+    for entry in keep:
+        _unheld_by_id[id(entry[0]())] = entry
 
 
 def _owner(array: np.ndarray) -> np.ndarray:
@@ -658,6 +730,14 @@ def _placeholder(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
             _placeholders.clear()
         array = _placeholders[key] = np.broadcast_to(np.zeros((), dtype), shape)
     return array
+
+
+def data_released(tensor: Tensor) -> bool:
+    """Whether the engine has released `tensor`'s data (after backward passed it, or during
+    the forward pass once only the graph held it): its `.data` is then a placeholder."""
+    if isinstance(tensor, ReleasedTensor):
+        return True
+    return _placeholders.get((tensor.data.shape, tensor.data.dtype)) is tensor.data
 
 
 def _released(node: Tensor) -> ReleasedTensor:

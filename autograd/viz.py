@@ -28,7 +28,7 @@ from typing import Any
 import graphviz
 import numpy as np
 
-from .tensor import ReleasedTensor, Tensor, topological_order
+from .tensor import Tensor, data_released, topological_order
 
 ScopePath = tuple[Hashable, ...]  # a scope path: scope entries, outermost first
 
@@ -432,7 +432,7 @@ class _Drawing:
         if not t._parents and t._op is not None:
             lines.append(_line(f"from {t._op} (not recorded)", size=8))
         if self.show_data:  # (a tensor whose data backward released has none to show)
-            text = "data released" if isinstance(t, ReleasedTensor) else _values(t.data)
+            text = "data released" if data_released(t) else _values(t.data)
             lines.append(_line(text, size=8))
         elif id(t) in self.root_ids and t.size == 1:  # the loss: its value is always worth a look
             lines.append(_line(f"value {_values(t.data)[1:-1]}"))

@@ -20,7 +20,6 @@ a layout change at its first conv (N x C x H x W: the input images) and at `flat
 from __future__ import annotations
 
 import math
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -47,15 +46,7 @@ _SCRATCH_KEEP_BYTES = 16 << 20
 # copies then run along whole rows of the input instead of C elements at a time.
 _TRANSPOSED_BELOW_C = 4
 
-# Results that leave this module (outputs, input gradients) of at least this size come from
-# buffers handed out by earlier calls, once nobody holds them any more: on this project's
-# machine (a VM) the page faults of fresh arrays cost ~15% of a CNN training step.
-_RECYCLE_MIN_BYTES = 1 << 20
-_RECYCLE_MAX_BUFFERS = 16
-
 _local = threading.local()
-_recycled: list[np.ndarray] = []  # flat uint8 buffers, most recently handed out last
-_recycle_lock = threading.Lock()
 
 
 def _tensor(x: Any) -> Tensor:
@@ -123,49 +114,13 @@ def _axis_order(a: np.ndarray) -> tuple[int, ...]:
 
 def _empty_in_layout(order: tuple[int, ...], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """An empty array of `shape` whose axes lie in memory in `order` (see `_axis_order`)."""
-    return _result([shape[axis] for axis in order], dtype).transpose(np.argsort(order))
+    return np.empty([shape[axis] for axis in order], dtype).transpose(np.argsort(order))
 
 
 def release_buffers() -> None:
-    """Drop the buffers this module keeps for reuse (the recycled results, and the calling
-    thread's work buffer), e.g. before measuring peak memory from a clean start."""
-    with _recycle_lock:
-        _recycled.clear()
+    """Drop the calling thread's work buffer, e.g. before measuring peak memory from a clean
+    start."""
     _local.__dict__.clear()
-
-
-def _result_like(a: np.ndarray, dtype: Any = None) -> np.ndarray | None:
-    """For a ufunc's `out=`: a `_result` shaped like `a` in a's memory layout, or None (the
-    ufunc allocates, in a's layout too) when it would be too small to be recycled."""
-    dtype = a.dtype if dtype is None else np.dtype(dtype)
-    if a.size * dtype.itemsize < _RECYCLE_MIN_BYTES:
-        return None
-    return _empty_in_layout(_axis_order(a), a.shape, dtype)
-
-
-def _result(shape: Sequence[int], dtype: Any) -> np.ndarray:
-    """An uninitialised C-contiguous array for a result that leaves this module.
-
-    Large ones reuse a buffer that an earlier call handed out and that nothing refers to
-    any more (every view of it holds a reference to it, so its reference count tells), as a
-    caching allocator does; at most `_RECYCLE_MAX_BUFFERS` are kept.
-    """
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < _RECYCLE_MIN_BYTES:
-        return np.empty(shape, dtype)
-    with _recycle_lock:
-        for k in range(len(_recycled)):
-            buf = _recycled[k]
-            # references: the list, `buf` and getrefcount's argument; a view would add one
-            if buf.nbytes == nbytes and sys.getrefcount(buf) == 3:
-                _recycled.append(_recycled.pop(k))
-                return buf.view(dtype).reshape(shape)
-        buf = np.empty(nbytes, np.uint8)
-        _recycled.append(buf)
-        if len(_recycled) > _RECYCLE_MAX_BUFFERS:  # forget the least recently handed out
-            del _recycled[0]
-        return buf.view(dtype).reshape(shape)
 
 
 # ----- conv2d ------------------------------------------------------------------------------
@@ -176,7 +131,7 @@ def _hwnc_padded(x: np.ndarray, ph: int, pw: int, dtype: np.dtype) -> np.ndarray
     hwnc = x.transpose(2, 3, 0, 1)
     if not (ph or pw) and hwnc.flags.c_contiguous and x.dtype == dtype:
         return hwnc
-    xp = _result((h + 2 * ph, w + 2 * pw, n, c), dtype)
+    xp = np.empty((h + 2 * ph, w + 2 * pw, n, c), dtype)
     if ph:
         xp[:ph] = 0
         xp[ph + h :] = 0
@@ -271,7 +226,7 @@ def _col2im(
     kh, kw, c, o = w_blocks.shape
     (sh, sw), (ho, wo) = stride, out_hw
     n = padded_shape[2]
-    dxp = _result(padded_shape, d.dtype)
+    dxp = np.empty(padded_shape, d.dtype)
     dxp[...] = 0
     per_y = wo * n
     step = max(1, _COL2IM_BYTES // (per_y * c * d.dtype.itemsize))
@@ -338,7 +293,7 @@ def conv2d(
     w_rows[:k] = weight.data.transpose(2, 3, 1, 0).reshape(k, o)
     if bias is not None:
         w_rows[k] = bias.data
-    out = _result((ho * wo * n, o), dtype)
+    out = np.empty((ho * wo * n, o), dtype)
     for start, end, matrix in im2col.blocks():
         np.matmul(matrix, w_rows, out=out[start:end])
     data = out.reshape(ho, wo, n, o).transpose(2, 3, 0, 1)  # NCHW view of HWNC memory

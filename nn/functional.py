@@ -29,7 +29,7 @@ import numpy as np
 
 from autograd import Tensor, generator, grad, is_grad_enabled
 
-from .convolution import _result, _result_like, avg_pool2d, conv2d, max_pool2d
+from .convolution import avg_pool2d, conv2d, max_pool2d
 
 __all__ = [
     "relu",
@@ -92,17 +92,16 @@ def _recorded_backward(
 
 # ----- activations (composed: thin wrappers over the Tensor methods) ------------------------
 def relu(x: Tensor) -> Tensor:
-    """max(x, 0); the gradient is g * (out > 0). The same op as `Tensor.relu`, with large
-    results (a CNN's activations and their gradients) in buffers reused from earlier steps
-    (see `nn.convolution`): fresh arrays' page faults cost more than the op itself."""
+    """max(x, 0); the gradient is g * (out > 0). The same op as `Tensor.relu`; numpy keeps
+    x's memory layout (a conv's HWNC) in the result and in the gradient."""
     x = _tensor(x)
-    data = np.maximum(x.data, 0, out=_result_like(x.data))
+    data = np.maximum(x.data, 0)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         mask = out.data > 0  # constant: relu'' = 0
         if is_grad_enabled():  # create_graph: record the product
             return (g * mask,)
-        return (Tensor._from_array(np.multiply(g.data, mask, out=_result_like(g.data))),)
+        return (Tensor._from_array(np.multiply(g.data, mask)),)
 
     return Tensor._from_op(data, (x,), "relu", backward, saved=(), saves_output=True)
 
@@ -522,7 +521,7 @@ def batch_norm(
     # several times faster than numpy's reductions over axes (0, 2, 3) of a strided view.
     x3, order = _channel_blocks(x.data)
     mean = _channel_sum(x3) / count
-    xc = np.subtract(x3, mean[:, None], out=_result(x3.shape, mean.dtype))  # (a reused buffer)
+    xc = np.subtract(x3, mean[:, None], dtype=mean.dtype)
     var = np.einsum("acb,acb->c", xc, xc) / count
     inv_std = 1.0 / np.sqrt(var + np.asarray(eps, dtype=var.dtype))
     scale = inv_std if weight is None else inv_std * weight.data
@@ -551,7 +550,7 @@ def batch_norm(
             )
         g3, _ = _channel_blocks(g.data, order)
         g_sum = _channel_sum(g3)
-        xc = np.subtract(x3, mean[:, None], out=_result(x3.shape, mean.dtype))
+        xc = np.subtract(x3, mean[:, None], dtype=mean.dtype)
         g_xc_sum = np.einsum("acb,acb->c", g3, xc)  # sum g (x - mean) = sum g xhat / inv_std
         grads = []
         if need_x:
@@ -559,7 +558,7 @@ def batch_norm(
             a = scale
             xc *= (-a * inv_std * inv_std * g_xc_sum / count)[:, None]
             xc -= (a * g_sum / count)[:, None]
-            xc += np.multiply(g3, a[:, None], out=_result(xc.shape, xc.dtype))
+            xc += np.multiply(g3, a[:, None], dtype=xc.dtype)
             grads.append(_from_channel_blocks(xc, x.shape, order))
         else:
             grads.append(None)

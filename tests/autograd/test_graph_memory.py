@@ -12,7 +12,7 @@ import pytest
 import autograd
 import nn
 from autograd import Tensor, draw_graph
-from autograd.tensor import ReleasedTensor
+from autograd.tensor import ReleasedTensor, data_released, topological_order
 from nn import functional as F
 
 
@@ -166,3 +166,139 @@ def test_intermediates_die_during_backward_not_only_after() -> None:
         assert alive_at_leaf == [[False, False]]
     finally:
         gc.enable()
+
+
+# ----- release during the forward pass ------------------------------------------------------
+# 256 x 256 float64 = 512 KiB: above the engine's size threshold for watching a result
+BIG = (256, 256)
+
+
+def _big_leaf(seed: int = 0) -> Tensor:
+    return Tensor(np.random.default_rng(seed).standard_normal(BIG), requires_grad=True)
+
+
+def test_an_unsaved_result_the_caller_dropped_is_released_in_forward() -> None:
+    """conv -> relu in miniature: h feeds only relu, which saves its own output; once the
+    caller drops h, the graph alone holds it, and its array goes at the next op."""
+    x = _big_leaf()
+    h = x * 2.0  # (mul by a constant saves nothing of h's)
+    array = weakref.ref(h.data)
+    y = h.relu()
+    del h
+    z = y * 3.0  # the next recorded op looks at the watched results
+    node = y._parents[0]
+    assert array() is None  # freed by refcount, at once
+    assert data_released(node)
+    assert node.shape == BIG and node.dtype == np.float32
+    assert node.data.strides == (0, 0)
+    assert repr(node) == "tensor(<data released>, shape=(256, 256), op=mul)"
+    z.sum().backward()  # the backward needed only h's shape
+    np.testing.assert_array_equal(x.grad, np.where(x.data > 0, 6.0, 0.0))
+
+
+def test_a_result_the_caller_holds_keeps_its_data() -> None:
+    x = _big_leaf(1)
+    h = x * 2.0
+    y = h.relu()
+    for _ in range(8):  # ops after ops: h is never released while `h` names it
+        y = y * 1.0
+    assert not data_released(h)
+    np.testing.assert_array_equal(h.data, x.data * 2.0)
+
+
+@pytest.mark.parametrize(
+    ("consume", "released"),
+    [
+        (lambda h, w: h * w, False),  # mul saves both inputs
+        (lambda h, w: h @ w, False),  # matmul saves both
+        (lambda h, w: h.tanh() * h, False),  # one of two consumers saves it
+        (lambda h, w: h.exp(), True),  # exp saves only its output: h may go
+    ],
+    ids=["mul", "matmul", "two-consumers", "exp"],
+)
+def test_a_result_some_backward_reads_keeps_its_data(consume, released: bool) -> None:  # noqa: ANN001
+    x, w = _big_leaf(2), _big_leaf(3)
+    h = x.sin()  # sin saves its input x, not its output
+    expected = np.sin(x.data)
+    y = consume(h, w)
+    del h
+    z = (y * 1.0) * 1.0
+    node = next(p for p in _walk(y) if p._op == "sin")
+    assert data_released(node) == released
+    if not released:
+        np.testing.assert_array_equal(node.data, expected)
+    z.sum().backward()
+    assert x.grad is not None and np.isfinite(x.grad).all()
+
+
+def _walk(t: Tensor) -> list[Tensor]:
+    return topological_order([t])
+
+
+def test_a_result_whose_own_backward_reads_it_keeps_its_data() -> None:
+    x = _big_leaf(4)
+    h = x.exp()  # exp's backward is g * out
+    y = h + 1.0
+    del h
+    _ = y * 1.0
+    node = y._parents[0]
+    np.testing.assert_array_equal(node.data, np.exp(x.data))
+
+
+def test_small_results_are_not_watched() -> None:
+    x = Tensor(np.ones((4, 4)), requires_grad=True)
+    h = x * 2.0
+    y = h.relu()
+    del h
+    _ = y * 1.0
+    np.testing.assert_array_equal(y._parents[0].data, np.full((4, 4), 2.0))
+
+
+def test_forward_release_gives_the_same_gradients_and_drawing_says_so() -> None:
+    """Two identical nets, one keeping its intermediates by holding them: equal gradients;
+    the drawing of the other says "data released" where the twin shows values."""
+    grads, dots = [], []
+    for hold in (True, False):
+        x = _big_leaf(5)
+        w = Tensor(np.random.default_rng(6).standard_normal((256, 16)), requires_grad=True)
+        held = []
+        h = x * 0.5 - 0.1
+        held.append(h) if hold else None
+        a = h.relu()
+        h = None
+        loss = ((a @ w) ** 2).mean()
+        dots.append(draw_graph(loss, show_data=True).source)
+        loss.backward()
+        grads.append((x.grad.copy(), w.grad.copy()))
+    np.testing.assert_array_equal(grads[0][0], grads[1][0])
+    np.testing.assert_array_equal(grads[0][1], grads[1][1])
+    # x * 0.5 is released in both (only `sub` reads it, and saves nothing); h as well
+    # where nothing holds it
+    assert dots[0].count("data released") == 1
+    assert dots[1].count("data released") == 2
+
+
+def test_forward_release_cuts_the_cnn_forward_memory() -> None:
+    """A conv -> relu stack: the conv outputs (which only the ReLUs read, through their own
+    outputs) are released during the forward pass, so memory after the forward is smaller
+    than with every intermediate held (measured with tracemalloc)."""
+    autograd.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.ReLU())  # fmt: skip
+    x = Tensor(np.random.default_rng(7).standard_normal((16, 1, 32, 32)).astype(np.float32))
+    net(x).sum()  # warm up caches and work buffers
+    after = []
+    for hold in (False, True):
+        gc.collect()
+        tracemalloc.start()
+        held = []
+        h = x
+        for layer in net:
+            h = layer(h)
+            held.append(h) if hold else None
+        loss = h.sum()
+        after.append(tracemalloc.get_traced_memory()[0])
+        tracemalloc.stop()
+        del loss, h, held
+    conv_output = 16 * 8 * 32 * 32 * 4  # bytes: two of them are released
+    assert after[1] - after[0] >= 1.9 * conv_output
