@@ -665,6 +665,13 @@ def backpropagate(
             for parent, pg in zip(parents, parent_grads):  # noqa: B905 (lengths checked)
                 if pg is None or not parent.requires_grad:
                     continue
+                if pg.__class__ is GradPiece:  # (split, chunk, slicing: a part of the grad)
+                    if parent in owned:  # add the part where it lands, in place
+                        pg.add_into(grads[parent].data)
+                        if anomaly:
+                            _check_finite(node, parent, grads[parent])
+                        continue
+                    pg = pg.materialize()  # the first to arrive: zeros around the part
                 data, parent_data = pg.data, parent.data
                 # (dtypes of arrays numpy made are mostly the same object: `is` first is cheaper)
                 if data.shape != parent_data.shape or (
@@ -701,6 +708,28 @@ def backpropagate(
     finally:
         grad_mode._grad_enabled = previous_mode
     return captured
+
+
+class GradPiece:
+    """A gradient that is zero except for one part, as a backward without create_graph may
+    return it (the pieces of `split`, basic slicing): `add_into(array)` adds the part to a
+    gradient buffer of the input's shape. The engine adds each piece straight into the
+    input's summed gradient instead of padding every piece with zeros to the full shape
+    and adding those (a split into three cost 3 zero-filled copies and 2 full additions).
+    """
+
+    __slots__ = ("shape", "dtype", "add_into")
+
+    def __init__(
+        self, shape: tuple[int, ...], dtype: np.dtype, add_into: Callable[[np.ndarray], None]
+    ) -> None:
+        self.shape, self.dtype, self.add_into = shape, dtype, add_into
+
+    def materialize(self) -> Tensor:
+        """The whole gradient as a Tensor (zeros, plus the part)."""
+        data = np.zeros(self.shape, self.dtype)
+        self.add_into(data)
+        return Tensor._from_array(data)
 
 
 class ReleasedTensor(Tensor):

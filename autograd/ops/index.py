@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor
+from .. import grad_mode
+from ..tensor import GradPiece, Tensor
 
 _from_op = Tensor._from_op
 
@@ -45,6 +47,8 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     in_shape = x.shape
 
     def backward(g: Tensor, out: Tensor) -> tuple:
+        if not grad_mode._grad_enabled:  # plain backward: the engine adds g where it lands
+            return (GradPiece(in_shape, g.dtype, partial(_scatter_add, index, g.data)),)
         return (index_add(g, index, in_shape),)
 
     return _from_op(np.asarray(data), (x,), "getitem", backward, saved=_saved_arrays(index))
@@ -65,17 +69,22 @@ def _add_rows(data: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
     data.reshape(data.shape[0], -1)[ordered[starts]] += sums
 
 
-def index_add(values: Tensor, index: Any, shape: tuple[int, ...]) -> Tensor:
-    """zeros(shape) with `values` added at `index`; repeated indices add up."""
-    data = np.zeros(shape, dtype=values.dtype)
+def _scatter_add(index: Any, values: np.ndarray, data: np.ndarray) -> None:
+    """`data[index] += values`, repeated indices adding up."""
     if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and index.size >= 256:
         # many rows picked by one integer array (embeddings): sorting pays off; below that its
         # fixed cost (~35 µs) is more than np.add.at's
-        _add_rows(data, index, values.data)
+        _add_rows(data, index, values)
     elif _repeats_possible(index):
-        np.add.at(data, index, values.data)
+        np.add.at(data, index, values)
     else:
-        data[index] = values.data
+        data[index] += values
+
+
+def index_add(values: Tensor, index: Any, shape: tuple[int, ...]) -> Tensor:
+    """zeros(shape) with `values` added at `index`; repeated indices add up."""
+    data = np.zeros(shape, dtype=values.dtype)
+    _scatter_add(index, values.data, data)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         return (g[index],)

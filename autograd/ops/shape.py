@@ -4,12 +4,13 @@ split and chunk), copies only where the result needs new memory (pad, cat, stack
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .. import grad_mode
-from ..tensor import Tensor
+from ..tensor import GradPiece, Tensor
 
 _from_op = Tensor._from_op
 
@@ -192,6 +193,10 @@ def _axis(op: str, x: Tensor, axis: int) -> int:
     return axis % x.ndim
 
 
+def _add_at(index: Any, part: np.ndarray, target: np.ndarray) -> None:
+    target[index] += part
+
+
 def _piece(x: Tensor, axis: int, lo: int, hi: int, op: str) -> Tensor:
     """`x[..., lo:hi, ...]` along `axis`: a view, whose gradient is padded back to x's shape."""
     index = (slice(None),) * axis + (slice(lo, hi),)
@@ -199,10 +204,8 @@ def _piece(x: Tensor, axis: int, lo: int, hi: int, op: str) -> Tensor:
     widths = tuple((lo, in_shape[axis] - hi) if i == axis else (0, 0) for i in range(x.ndim))
 
     def backward(g: Tensor, out: Tensor) -> tuple:
-        if not grad_mode._grad_enabled:  # plain backward: zeros with g in place, no graph
-            full = np.zeros(in_shape, dtype=g.dtype)
-            full[index] = g.data
-            return (Tensor._from_array(full),)
+        if not grad_mode._grad_enabled:  # plain backward: the engine adds g where it lands
+            return (GradPiece(in_shape, g.dtype, partial(_add_at, index, g.data)),)
         return (pad(g, widths),)
 
     return _from_op(x.data[index], (x,), op, backward, saved=(), axis=axis, start=lo, stop=hi)

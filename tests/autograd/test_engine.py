@@ -540,3 +540,47 @@ def test_gradcheck_perturbs_non_contiguous_inputs() -> None:
     assert gradcheck(lambda x: x * x, [x])
     with pytest.raises(AssertionError, match="analytic"):
         gradcheck(WrongSquare.apply, [x])
+
+
+# ----- gradients that arrive in pieces (split, chunk, slicing) --------------------------------
+def test_pieces_of_a_split_add_into_one_buffer() -> None:
+    rng = np.random.default_rng(11)
+    x = Tensor(rng.standard_normal((4, 9)), requires_grad=True)
+    a, b, c = x.split(3, axis=1)
+    w = rng.standard_normal((4, 3))
+    loss = (a * w).sum() + (c * c).sum() + (b[1:3] * 2.0).sum()  # (b also sliced again)
+    loss.backward()
+    expected = np.zeros((4, 9), np.float32)
+    expected[:, :3] = w
+    expected[:, 6:] = 2 * x.data[:, 6:]
+    expected[1:3, 3:6] = 2.0
+    np.testing.assert_allclose(x.grad, expected, rtol=1e-6)
+
+
+def test_overlapping_slices_and_repeated_rows_sum() -> None:
+    x = Tensor(np.arange(6.0), requires_grad=True)
+    loss = x[:4].sum() + (x[2:] * 3.0).sum() + x[np.array([0, 0, 5])].sum()
+    loss.backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 1.0, 4.0, 4.0, 3.0, 4.0])
+
+
+def test_a_hook_sees_the_whole_gradient_of_a_split_input() -> None:
+    x = Tensor(np.ones((2, 4)), requires_grad=True)
+    h = x * 1.0
+    seen = []
+    h.register_hook(lambda g: seen.append(g.data.copy()))
+    first, second = h.chunk(2, axis=1)
+    (first.sum() + 10.0 * second.sum()).backward()
+    np.testing.assert_array_equal(seen[0], [[1, 1, 10, 10], [1, 1, 10, 10]])
+    np.testing.assert_array_equal(x.grad, seen[0])
+
+
+def test_pieces_under_create_graph_are_differentiable() -> None:
+    x = Tensor(np.array([1.0, 2.0, 3.0, 4.0]), requires_grad=True, dtype=np.float64)
+    a, b = x.split(2)
+    y = (a**3).sum() + (b**2).sum()
+    (gx,) = autograd.grad(y, [x], create_graph=True)
+    np.testing.assert_array_equal(gx.data, [3.0, 12.0, 6.0, 8.0])
+    (ggx,) = autograd.grad(gx.sum(), [x])
+    np.testing.assert_array_equal(ggx.data, [6.0, 12.0, 2.0, 2.0])
+    assert autograd.gradgradcheck(lambda t: t.split(2)[0] * t.split(2)[1], [x])
