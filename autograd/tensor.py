@@ -345,6 +345,10 @@ class Tensor:
         _latest_stamp = next(_op_counter)
         owner = _owner(self.data)
         key = id(owner)
+        entry = _buffer_stamps.get(key)
+        if entry is not None and entry[0]() is owner:  # (an optimiser's every step)
+            _buffer_stamps[key] = (entry[0], _latest_stamp)
+            return
         # (the weak reference drops the stamp with the array: ids are reused afterwards)
         _buffer_stamps[key] = (
             weakref.ref(owner, lambda _, key=key: _forget(key)),

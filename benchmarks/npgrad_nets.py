@@ -46,7 +46,8 @@ class NpgradModel:
         """uint8 images are scaled to [0, 1] (as numpy_reference does); float32 kept as is."""
         x = np.asarray(x)
         if x.dtype == np.uint8:
-            x = x.astype(np.float32) * np.float32(1 / 255)
+            x = x.astype(np.float32)
+            x *= np.float32(1 / 255)  # (in place, as numpy_reference's `_to_float`)
         return autograd.Tensor(x.reshape((len(x),) + self.input_shape))
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
