@@ -13,15 +13,20 @@
   softmax as PyTorch does there, so a fully masked row gives NaN weights and outputs, as in
   PyTorch.
 
-The op is fused: a numpy forward (scores, softmax, dropout, weighted sum in five numpy
-passes) and a numpy backward (dV = P^T g, dP = g V^T, dS = P * (dP - rowsum(dP * P)),
-dQ = dS K * scale, dK = dS^T Q * scale). Under `autograd.grad(..., create_graph=True)` the
-backward differentiates the same function composed of Tensor ops, so it stays twice
-differentiable.
+The op is fused: a numpy forward (scores, softmax, dropout, weighted sum) and a numpy
+backward (dV = P^T g, dP = g V^T, dS = P * (dP - rowsum(dP * P)), dQ = dS K * scale,
+dK = dS^T Q * scale). Under `autograd.grad(..., create_graph=True)` the backward
+differentiates the same function composed of Tensor ops, so it stays twice differentiable.
+Speed on a GPT block's shapes (q, k, v (B, H, T, d) views of one (B, T, 3C) projection): the
+softmax's row sums are matrix-vector products, without a mask (or causal) it is shifted by
+the key-0 score rather than the row max, the output comes in q's memory layout and the
+gradients of q, k, v in one buffer laid out like theirs (see `_grads_in_layout`), so the
+heads' transpose / reshape / split around the op need no copies either way.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -42,9 +47,13 @@ def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
+@functools.lru_cache(maxsize=16)
 def _causal(length: int, source: int) -> np.ndarray:
-    """(L, S) bool, True on and below the diagonal that starts at the top left."""
-    return np.tri(length, source, dtype=bool)
+    """(L, S) bool, True on and below the diagonal that starts at the top left (read-only:
+    it is shared)."""
+    mask = np.tri(length, source, dtype=bool)
+    mask.flags.writeable = False
+    return mask
 
 
 def _sdpa_composed(
@@ -118,40 +127,69 @@ def scaled_dot_product_attention(
             bool_mask = m
         else:
             float_mask = attn_mask if isinstance(attn_mask, Tensor) else Tensor(m, dtype=q.dtype)
-    scores_shape = np.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (length, source)
-    for m in (bool_mask, None if float_mask is None else float_mask.data):
-        if m is not None:
-            try:
-                np.broadcast_shapes(m.shape, scores_shape)
-            except ValueError:
-                raise ValueError(
-                    f"{op}: attn_mask of shape {m.shape} does not broadcast to the scores' "
-                    f"shape {scores_shape} (query {q.shape}, key {k.shape})"
-                ) from None
+    if attn_mask is not None:  # (the causal mask is (L, S): it always fits)
+        m = bool_mask if float_mask is None else float_mask.data
+        scores_shape = np.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (length, source)
+        try:
+            np.broadcast_shapes(m.shape, scores_shape)
+        except ValueError:
+            raise ValueError(
+                f"{op}: attn_mask of shape {m.shape} does not broadcast to the scores' "
+                f"shape {scores_shape} (query {q.shape}, key {k.shape})"
+            ) from None
 
     dtype = q.dtype
+    qd, kd, vd = q.data, k.data, v.data
+    kt = kd.swapaxes(-1, -2)  # (matmul reads a transposed view as it is: no copy)
     # the scale goes on q, (..., L, E), not on the larger scores (..., L, S)
-    s = np.matmul(q.data * np.asarray(scale, dtype=dtype), k.data.swapaxes(-1, -2))
-    if bool_mask is not None:
-        if s.shape != np.broadcast_shapes(s.shape, bool_mask.shape):
-            s = np.broadcast_to(s, np.broadcast_shapes(s.shape, bool_mask.shape)).copy()
-        np.copyto(s, np.asarray(-np.inf, dtype=s.dtype), where=~bool_mask)
-    if float_mask is not None:
-        s = s + float_mask.data
-    peak = s.max(axis=-1, keepdims=True)
+    q_scaled = qd * np.asarray(scale, dtype=dtype)
+
+    def masked_scores() -> np.ndarray:  # (..., L, S), a new C-contiguous array
+        s = np.matmul(q_scaled, kt)
+        if is_causal:  # adding a cached 0 / -inf matrix: half the time of a masked copy
+            s += _causal_additive(length, source, dtype)
+        elif bool_mask is not None:
+            if s.shape != np.broadcast_shapes(s.shape, bool_mask.shape):
+                s = np.broadcast_to(s, np.broadcast_shapes(s.shape, bool_mask.shape)).copy()
+            np.copyto(s, np.asarray(-np.inf, dtype=s.dtype), where=~bool_mask)
+        if float_mask is not None:
+            m = float_mask.data
+            if s.shape == np.broadcast_shapes(s.shape, m.shape) and m.dtype == s.dtype:
+                s += m
+            else:
+                s = s + m
+        return s
+
+    s = masked_scores()
     dead = None
-    # (a causal mask alone leaves key 0 to every query: no row is ever fully masked)
-    if float_mask is not None or (bool_mask is not None and not is_causal):
-        dead_rows = peak == -np.inf
-        if dead_rows.any():
-            dead = dead_rows
-            peak = np.where(dead, 0.0, peak).astype(peak.dtype)
-    s -= peak
-    p = np.exp(s, out=s)
-    total = p.sum(axis=-1, keepdims=True)
-    if dead is not None:
-        total[dead] = 1.0  # 0 / 1: the dead rows' weights stay zero
-    p /= total
+    total = None
+    if float_mask is None and (bool_mask is None or is_causal) and source:
+        # Softmax is shift-invariant, and the shift only has to keep exp in range: subtract
+        # each row's score for key 0 (which every query sees here) instead of the row's max,
+        # a reduction over short rows that costs as much as the exp itself. exp(0) = 1 is in
+        # each row, so the sum cannot underflow; should some score exceed key 0's by more
+        # than exp's range (a sum of inf, or nan from inf inputs), all is redone with the max.
+        s -= s[..., :1].copy()
+        with np.errstate(over="ignore"):  # (overflow is checked for just below)
+            np.exp(s, out=s)
+        total = _row_sums(s)
+        if not np.isfinite(total).all():
+            s, total = masked_scores(), None
+    if total is None:
+        peak = s.max(axis=-1, keepdims=True)
+        # (a causal mask alone leaves key 0 to every query: no row is ever fully masked)
+        if float_mask is not None or (bool_mask is not None and not is_causal):
+            dead_rows = peak == -np.inf
+            if dead_rows.any():
+                dead = dead_rows
+                peak = np.where(dead, 0.0, peak).astype(peak.dtype)
+        s -= peak
+        np.exp(s, out=s)
+        total = _row_sums(s)
+        if dead is not None:
+            total[dead] = 1.0  # 0 / 1: the dead rows' weights stay zero
+    p = s
+    p *= np.reciprocal(total, out=total)
     keep_mask = None
     weights = p
     if dropout_p > 0.0:
@@ -159,7 +197,11 @@ def scaled_dot_product_attention(
         keep = autograd.generator().random(p.shape, dtype=draw_dtype) >= dropout_p
         keep_mask = np.multiply(keep, np.asarray(1.0 / (1.0 - dropout_p), dtype=dtype), dtype=dtype)
         weights = p * keep_mask
-    data = np.matmul(weights, v.data)
+    # the output in q's memory layout: heads split from one (B, T, H, d) projection then come
+    # back as a (B, T, H, d) array, which `transpose(0, 2, 1, 3).reshape(B, T, C)` views
+    out_shape = weights.shape[:-1] + vd.shape[-1:]
+    out_dtype = np.result_type(weights, vd)
+    data = np.matmul(weights, vd, out=_empty_in_layout_of(qd, out_shape, out_dtype))
 
     inputs = (q, k, v, float_mask)
     parents = (q, k, v) if float_mask is None else (q, k, v, float_mask)
@@ -172,28 +214,43 @@ def scaled_dot_product_attention(
             return _recorded_backward(composed, inputs, g)[: len(parents)]
         gd = g.data
         wrap = Tensor._from_array
-        dv = wrap(np.matmul(weights.swapaxes(-1, -2), gd)) if v.requires_grad else None
-        need_scores = q.requires_grad or k.requires_grad
-        need_scores = need_scores or (float_mask is not None and float_mask.requires_grad)
-        dq = dk = dmask = None
+        need_mask = float_mask is not None and float_mask.requires_grad
+        need_scores = q.requires_grad or k.requires_grad or need_mask
+        # gradients shaped like their inputs come in the inputs' memory layout, and q, k, v
+        # split from one projection get theirs in one buffer laid out like it (see
+        # `_grads_in_layout`): the transpose, reshape and split backward then need no copies
+        grad_shapes = (
+            weights.shape[:-1] + qd.shape[-1:],
+            weights.shape[:-2] + kd.shape[-2:],
+            weights.shape[:-2] + vd.shape[-2:],
+        )
+        wanted = (q.requires_grad, k.requires_grad, v.requires_grad)
+        grad_dtype = np.result_type(weights, gd)
+        bufs = _grads_in_layout((qd, kd, vd), grad_shapes, wanted, grad_dtype)
+        dq = dk = dv = dmask = None
+        if v.requires_grad:
+            dv = wrap(np.matmul(weights.swapaxes(-1, -2), gd, out=bufs[2]))
         if need_scores:
-            dp = np.matmul(gd, v.data.swapaxes(-1, -2))  # (..., L, S): dL/d(weights)
+            # dS = P * (dP - rowsum(dP * P)) with dP = g V^T (dropout's mask applied), where
+            # rowsum(dP * P) = rowsum(g * out) (FlashAttention's identity): a sum over
+            # (..., L, Ev), not (..., L, S). Without a mask gradient the scale goes on g, the
+            # smaller array, and dS comes out scaled, ready for dQ and dK.
+            g_scaled = gd if need_mask else gd * np.asarray(scale, dtype=gd.dtype)
+            dp = np.matmul(g_scaled, vd.swapaxes(-1, -2))  # (..., L, S)
             if keep_mask is not None:
                 dp *= keep_mask
-            # softmax backward, dS = P * (dP - rowsum(dP * P)), where rowsum(dP * P) =
-            # rowsum(g * out) (FlashAttention's identity): a sum over (..., L, Ev)
-            rowsum = np.sum(gd * out.data, axis=-1, keepdims=True)
+            rowsum = np.vecdot(g_scaled, out.data)[..., None]
             if rowsum.shape != dp.shape[:-1] + (1,):
                 rowsum = np.broadcast_to(rowsum, dp.shape[:-1] + (1,))
             dp -= rowsum
             dp *= p
-            if float_mask is not None and float_mask.requires_grad:
+            if need_mask:
                 dmask = wrap(dp.copy())
-            dp *= np.asarray(scale, dtype=dp.dtype)
+                dp *= np.asarray(scale, dtype=dp.dtype)
             if q.requires_grad:
-                dq = wrap(np.matmul(dp, k.data))
+                dq = wrap(np.matmul(dp, kd, out=bufs[0]))
             if k.requires_grad:
-                dk = wrap(np.matmul(dp.swapaxes(-1, -2), q.data))
+                dk = wrap(np.matmul(dp.swapaxes(-1, -2), qd, out=bufs[1]))
         return (dq, dk, dv, dmask)[: len(parents)]
 
     return Tensor._from_op(
@@ -207,6 +264,83 @@ def scaled_dot_product_attention(
         dropout_p=dropout_p,
         is_causal=is_causal,
     )
+
+
+def _row_sums(a: np.ndarray) -> np.ndarray:
+    """Sums over the last axis, keepdims, as one matrix-vector product: several times faster
+    than a.sum(axis=-1) over short rows."""
+    rows = math.prod(a.shape[:-1])
+    return (a.reshape(rows, a.shape[-1]) @ np.ones(a.shape[-1], dtype=a.dtype)).reshape(
+        *a.shape[:-1], 1
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _causal_additive(length: int, source: int, dtype: np.dtype) -> np.ndarray:
+    """(L, S): 0 where `_causal` is True, -inf elsewhere (read-only: it is shared)."""
+    mask = np.where(_causal(length, source), 0.0, -np.inf).astype(dtype)
+    mask.flags.writeable = False
+    return mask
+
+
+def _empty_in_layout_of(a: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An empty array of `shape` with a's axis order in memory (np.empty_like's order "K")
+    when a has that shape (up to its last axis), else C-contiguous."""
+    if a.shape[:-1] != shape[:-1] or a.flags.c_contiguous:
+        return np.empty(shape, dtype)
+    return np.empty_like(a, dtype=dtype, shape=shape)
+
+
+def _grads_in_layout(
+    arrays: tuple[np.ndarray, ...],
+    shapes: tuple[tuple[int, ...], ...],
+    wanted: tuple[bool, ...],
+    dtype: np.dtype,
+) -> list[np.ndarray | None]:
+    """`out=` arrays of `dtype` for the gradients of `arrays`, shaped `shapes` (None where not
+    `wanted`, or where shape or dtype differ from the input's: a broadcast operand).
+
+    A gradient takes its input's memory layout. When all are wanted and the inputs are equal
+    views at equal address steps (q, k, v split from one (B, T, 3C) projection and reshaped
+    into heads), the gradients are the same views of one new buffer laid out like the inputs'
+    ((B, T, 3, H, d)), so that reshaping them back and joining them needs no copy.
+    """
+    fits = [
+        want and a.shape == s and a.dtype == dtype
+        for a, s, want in zip(arrays, shapes, wanted, strict=True)
+    ]
+    if all(fits):
+        joint = _joint_views(arrays)
+        if joint is not None:
+            return joint
+    return [
+        _empty_in_layout_of(a, a.shape, a.dtype) if fit else None
+        for a, fit in zip(arrays, fits, strict=True)
+    ]
+
+
+def _joint_views(arrays: tuple[np.ndarray, ...]) -> list[np.ndarray] | None:
+    """New arrays placed relative to each other as `arrays` are (views of one new buffer), or
+    None unless `arrays` are equally shaped and strided views at equal address steps whose
+    memory, with the step as one more axis, is one dense block."""
+    a0 = arrays[0]
+    if any(a.shape != a0.shape or a.strides != a0.strides or a.dtype != a0.dtype for a in arrays):
+        return None
+    addresses = [a.__array_interface__["data"][0] for a in arrays]
+    step = addresses[1] - addresses[0]
+    if step <= 0 or any(b - a != step for a, b in zip(addresses[:-1], addresses[1:], strict=True)):
+        return None
+    order = sorted(range(a0.ndim), key=lambda axis: -a0.strides[axis])
+    shape = [a0.shape[axis] for axis in order]
+    strides = [a0.strides[axis] for axis in order]
+    for j in range(a0.ndim + 1):  # where the new "which array" axis sits in memory
+        buffer_shape = (*shape[:j], len(arrays), *shape[j:])
+        c_strides = [a0.itemsize * math.prod(buffer_shape[i + 1 :]) for i in range(a0.ndim + 1)]
+        if c_strides[j] == step and c_strides[:j] + c_strides[j + 1 :] == strides:
+            buffer = np.empty(buffer_shape, a0.dtype)
+            back = tuple(np.argsort(order).tolist())
+            return [buffer[(slice(None),) * j + (i,)].transpose(back) for i in range(len(arrays))]
+    return None
 
 
 # ----- multi-head attention ----------------------------------------------------------------

@@ -220,8 +220,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             gw = wrap(rows.T @ (x_data if x_data.ndim == 2 else x_data.reshape(-1, in_features)))
         if bias is None:
             return gx, gw
-        if bias.requires_grad:
-            gb = wrap(rows.sum(axis=0))
+        if bias.requires_grad:  # the column sums as a matrix-vector product: 2-3x sum(axis=0)
+            gb = wrap(np.ones(len(rows), dtype=rows.dtype) @ rows)
         return gx, gw, gb
 
     # backward reads the input and the weights (not the bias, not the output)
@@ -620,7 +620,10 @@ def layer_norm(
     backward differentiates the composed twin, so it is differentiable twice).
 
     x (..., *normalized_shape); weight and bias shaped normalized_shape.
-    y = (x - mean) / sqrt(var + eps) * weight + bias, var biased (ddof=0).
+    y = (x - mean) / sqrt(var + eps) * weight + bias, var biased (ddof=0), two passes (the
+    mean, then the centred squares: one pass of sums and squares loses var in float32).
+    Forward and backward are numpy, with their row and column sums as matrix-vector
+    products; xhat is kept for backward.
     """
     x = _tensor(x)
     norm_shape = (
@@ -642,17 +645,29 @@ def layer_norm(
     weight = None if weight is None else _tensor(weight)
     bias = None if bias is None else _tensor(bias)
     n = math.prod(norm_shape)
+    dtype = x.dtype
     rows = x.data.reshape(-1, n)  # (M, N): each row normalised on its own
-    mean = rows.mean(axis=1, keepdims=True)
-    centred = rows - mean
-    rstd = 1.0 / np.sqrt(np.mean(centred * centred, axis=1, keepdims=True) + eps)
-    xhat = centred * rstd
+    # Row sums as matrix-vector products: several times faster than mean(axis=1) over short
+    # rows. Two passes (mean, then the centred squares) keep var accurate in float32.
+    inv_n = np.asarray(1.0 / n if n else np.nan, dtype=dtype)
+    per_n = np.full(n, inv_n, dtype=dtype)
+    mean = rows @ per_n  # (M,)
+    xhat = np.subtract(rows, mean[:, None])  # centred, normalised in place below
+    var = np.vecdot(xhat, xhat) * inv_n
+    rstd = 1.0 / np.sqrt(var + np.asarray(eps, dtype=dtype))  # (M,)
+    xhat *= rstd[:, None]
     flat_w = None if weight is None else weight.data.reshape(n)
-    out = xhat * flat_w if flat_w is not None else xhat
-    if bias is not None:
-        out += bias.data.reshape(n)
+    if flat_w is not None:
+        y = np.multiply(xhat, flat_w)
+        if bias is not None:
+            y += bias.data.reshape(n)
+    elif bias is not None:
+        y = np.add(xhat, bias.data.reshape(n))
+    else:
+        y = xhat
     inputs = (x, weight, bias)
     parents = tuple(t for t in inputs if t is not None)
+    need = tuple(t is not None and t.requires_grad for t in inputs)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
         if is_grad_enabled():  # create_graph: differentiate the composed twin instead
@@ -661,26 +676,45 @@ def layer_norm(
             )
             return tuple(gi for gi, t in zip(grads, inputs, strict=True) if t is not None)
         g_rows = g.data.reshape(-1, n)
-        xhat = (x.data.reshape(-1, n) - mean) * rstd  # recomputed: only x is kept
-        g_xhat = g_rows * flat_w if flat_w is not None else g_rows
-        # d/dx of (x - mean) * rstd, applied to g_xhat, row by row
-        gx = rstd * (
-            g_xhat
-            - g_xhat.mean(axis=1, keepdims=True)
-            - xhat * np.mean(g_xhat * xhat, axis=1, keepdims=True)
-        )
-        grads = [gx.reshape(x.shape) if x.requires_grad else None]
+        # the sums over rows and over columns are matrix-vector products, those with the
+        # weight over the one product g * xhat (which the weight's gradient sums too)
+        g_xhat = np.multiply(g_rows, xhat) if flat_w is not None else None
+        grads: list[np.ndarray | None] = []
+        if need[0]:
+            # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)), gh = g * weight
+            if flat_w is None:
+                gh_xhat_mean = np.vecdot(g_rows, xhat) * inv_n
+                gx = np.subtract(g_rows, (g_rows @ per_n)[:, None])
+            else:
+                w_n = flat_w * per_n
+                gh_xhat_mean = g_xhat @ w_n
+                gx = np.multiply(g_rows, flat_w)
+                gx -= (g_rows @ w_n)[:, None]
+            # (g * xhat's buffer is free for xhat * mean(gh * xhat) once dweight is not wanted)
+            gx -= np.multiply(xhat, gh_xhat_mean[:, None], out=None if need[1] else g_xhat)
+            gx *= rstd[:, None]
+            grads.append(gx.reshape(x.shape))
+        else:
+            grads.append(None)
+        ones_m = np.ones(len(g_rows), dtype=g_rows.dtype)
         if weight is not None:
-            gw = np.einsum("mn,mn->n", g_rows, xhat) if weight.requires_grad else None
-            grads.append(None if gw is None else gw.reshape(norm_shape))
+            grads.append((ones_m @ g_xhat).reshape(norm_shape) if need[1] else None)
         if bias is not None:
-            grads.append(g_rows.sum(axis=0).reshape(norm_shape) if bias.requires_grad else None)
+            grads.append((ones_m @ g_rows).reshape(norm_shape) if need[2] else None)
         return tuple(None if a is None else Tensor._from_array(a) for a in grads)
 
-    data = out.reshape(x.shape).astype(x.dtype, copy=False)
-    # backward reads x and the weight (mean and rstd are its own small arrays)
-    saved = (x,) if weight is None else (x, weight)
-    return Tensor._from_op(data, parents, "layer_norm", backward, saved=saved, eps=eps)
+    # The plain backward reads its own xhat (kept: recomputing it from x costs two passes)
+    # and the weight, and without weight and bias xhat is the output itself; the recorded
+    # one (create_graph) runs the composed twin on x, weight and bias, so all are saved.
+    return Tensor._from_op(
+        y.reshape(x.shape),
+        parents,
+        "layer_norm",
+        backward,
+        saved=parents,
+        saves_output=y is xhat,
+        eps=eps,
+    )
 
 
 def _layer_norm_composed(

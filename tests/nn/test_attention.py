@@ -141,6 +141,122 @@ def test_sdpa_keeps_float32_and_names_bad_shapes() -> None:
         F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((4, 4), bool))
 
 
+def sdpa_grads_by_hand(q, k, v, g, add=None, scale=None):  # noqa: ANN001, ANN201
+    """float64 dQ, dK, dV of sum(g * attention(q, k, v)): dV = P^T g, dS = P (g V^T -
+    rowsum(g V^T P)), dQ = dS K scale, dK = dS^T Q scale."""
+    q, k, v, g = (a.astype(np.float64) for a in (q, k, v, g))
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = q @ np.swapaxes(k, -1, -2) * scale
+    p = softmax_by_hand(s if add is None else s + add)
+    dp = g @ np.swapaxes(v, -1, -2)
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    return ds @ k * scale, np.swapaxes(ds, -1, -2) @ q * scale, np.swapaxes(p, -1, -2) @ g
+
+
+def causal_add(length: int, source: int) -> np.ndarray:
+    return np.where(np.tri(length, source, dtype=bool), 0.0, -np.inf)
+
+
+def split_heads(qkv: Tensor, heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, T, 3C) -> q, k, v (B, heads, T, C / heads): views, as a GPT block makes them."""
+    b, t, c3 = qkv.shape
+    c = c3 // 3
+    return tuple(
+        part.reshape(b, t, heads, c // heads).transpose(0, 2, 1, 3) for part in qkv.split(c, axis=2)
+    )
+
+
+def test_sdpa_heads_split_from_one_projection() -> None:
+    """q, k, v as views of one (B, T, 3C) array: the output comes back in (B, T, H, d) memory
+    (so transposing and reshaping it to (B, T, C) is a view) and the gradients land right."""
+    qkv_a = arr(2, 5, 12)
+    qkv = t64(qkv_a, True)
+    q, k, v = split_heads(qkv, 2)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    expected = attention_by_hand(q.data, k.data, v.data, add=causal_add(5, 5))
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    merged = out.transpose(0, 2, 1, 3).reshape(2, 5, 4)
+    assert np.shares_memory(merged.data, out.data)
+    g = arr(2, 5, 4, seed=9)
+    merged.backward(g)
+    g_heads = g.reshape(2, 5, 2, 2).transpose(0, 2, 1, 3)
+    dq, dk, dv = sdpa_grads_by_hand(q.data, k.data, v.data, g_heads, add=causal_add(5, 5))
+    by_hand = np.concatenate(
+        [d.transpose(0, 2, 1, 3).reshape(2, 5, 4) for d in (dq, dk, dv)], axis=2
+    )
+    np.testing.assert_allclose(qkv.grad, by_hand, rtol=1e-10, atol=1e-12)
+
+    def fn(qkv: Tensor) -> Tensor:
+        return F.scaled_dot_product_attention(*split_heads(qkv, 2), is_causal=True)
+
+    assert autograd.gradcheck(fn, [t64(qkv_a, True)])
+    assert autograd.gradgradcheck(fn, [t64(arr(1, 3, 6), True)])
+
+
+def test_sdpa_gradient_buffers_follow_the_inputs_layout() -> None:
+    from nn.attention import _grads_in_layout
+
+    base = np.zeros((2, 5, 3, 2, 4))  # (B, T, 3, H, d): q, k, v are [:, :, i] transposed
+    views = tuple(base[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    shapes = tuple(a.shape for a in views)
+    dq, dk, dv = _grads_in_layout(views, shapes, (True,) * 3, np.dtype(np.float64))
+    assert all(a.strides == views[0].strides for a in (dq, dk, dv))
+    assert dq.base is dk.base is dv.base is not None
+    step = dk.__array_interface__["data"][0] - dq.__array_interface__["data"][0]
+    assert step == dv.__array_interface__["data"][0] - dk.__array_interface__["data"][0] == 64
+    # not views of one buffer (or q is k): each gets its own array in its input's layout
+    apart = (views[0], views[2].copy(), views[1])
+    got = _grads_in_layout(apart, shapes, (True,) * 3, np.dtype(np.float64))
+    assert all(not np.shares_memory(a, b) for a, b in ((got[0], got[1]), (got[1], got[2])))
+    assert got[0].strides == np.empty((2, 5, 2, 4)).transpose(0, 2, 1, 3).strides
+    same = _grads_in_layout((views[0],) * 3, shapes, (True,) * 3, np.dtype(np.float64))
+    assert not np.shares_memory(same[0], same[1])
+    # unwanted, broadcast (shape differs) or another dtype: None (matmul allocates)
+    assert _grads_in_layout(views, shapes, (False, True, True), np.dtype(np.float64))[0] is None
+    assert _grads_in_layout(views, shapes, (True,) * 3, np.dtype(np.float32)) == [None] * 3
+    wide = ((3,) + shapes[0][1:],) + shapes[1:]
+    assert _grads_in_layout(views, wide, (True,) * 3, np.dtype(np.float64))[0] is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("is_causal", [True, False])
+def test_sdpa_scores_far_above_key_0_stay_exact(dtype, is_causal: bool) -> None:  # noqa: ANN001
+    # without a mask (or causal) the softmax is shifted by each row's key-0 score, not its
+    # max; a score more than exp's range above it (here 1000) must still give the softmax
+    q = np.array([[1.0], [1.0], [-1.0]], dtype=dtype)
+    k = np.array([[0.0], [1000.0], [1.0]], dtype=dtype)
+    v = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]], dtype=dtype)
+    tq, tk, tv = (Tensor(a, requires_grad=True, dtype=dtype) for a in (q, k, v))
+    out = F.scaled_dot_product_attention(tq, tk, tv, is_causal=is_causal, scale=1.0)
+    add = causal_add(3, 3) if is_causal else None
+    expected = attention_by_hand(q.astype(np.float64), k, v, add=add, scale=1.0)
+    # rows: query 0 sees only key 0 when causal; query 1 puts all weight on key 1
+    np.testing.assert_allclose(out.data, expected, rtol=1e-6, atol=1e-30)
+    assert out.dtype == dtype
+    out.backward(np.ones((3, 2), dtype))
+    assert all(np.isfinite(t.grad).all() for t in (tq, tk, tv))
+    dq, dk, dv = sdpa_grads_by_hand(q, k, v, np.ones((3, 2)), add=add, scale=1.0)
+    for t, expected in zip((tq, tk, tv), (dq, dk, dv), strict=True):
+        np.testing.assert_allclose(t.grad, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_sdpa_float32_causal_matches_float64_by_hand() -> None:
+    """The benchmark's case: heads split from one float32 projection, causal."""
+    qkv = Tensor(arr(3, 16, 3 * 8).astype(np.float32), requires_grad=True)
+    q, k, v = split_heads(qkv, 2)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert out.dtype == np.float32
+    add = causal_add(16, 16)
+    expected = attention_by_hand(*(t.data.astype(np.float64) for t in (q, k, v)), add=add)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-5, atol=1e-6)
+    g = arr(3, 2, 16, 4, seed=4).astype(np.float32)
+    out.backward(g)
+    assert qkv.grad.dtype == np.float32
+    grads = sdpa_grads_by_hand(q.data, k.data, v.data, g, add=add)
+    by_hand = np.concatenate([d.transpose(0, 2, 1, 3).reshape(3, 16, 8) for d in grads], axis=2)
+    np.testing.assert_allclose(qkv.grad, by_hand, rtol=1e-4, atol=1e-5)
+
+
 # ----- MultiheadAttention -------------------------------------------------------------------------
 E, HEADS = 4, 2
 

@@ -111,6 +111,28 @@ def test_linear_gradcheck(x_shape: tuple[int, ...]) -> None:
     assert gradcheck(lambda x, w: F.linear(x, w) * weights, [x, w])
 
 
+def test_linear_batched_float32_gradients_by_hand_and_an_empty_batch() -> None:
+    rng = np.random.default_rng(3)
+    xa, wa, ba = (rng.standard_normal(s).astype(np.float32) for s in ((2, 3, 4), (5, 4), (5,)))
+    ga = rng.standard_normal((2, 3, 5)).astype(np.float32)
+    x, w, b = (Tensor(a, requires_grad=True) for a in (xa, wa, ba))
+    y = F.linear(x, w, b)
+    np.testing.assert_allclose(y.data, xa @ wa.T + ba, rtol=1e-5, atol=1e-6)
+    y.backward(ga)
+    g2, x2 = ga.reshape(6, 5).astype(np.float64), xa.reshape(6, 4).astype(np.float64)
+    np.testing.assert_allclose(x.grad, (g2 @ wa).reshape(2, 3, 4), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w.grad, g2.T @ x2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.grad, g2.sum(axis=0), rtol=1e-5, atol=1e-6)
+    assert x.grad.dtype == w.grad.dtype == b.grad.dtype == np.float32
+    # no rows at all: zero weight and bias gradients of the right shapes
+    x0 = Tensor(np.zeros((0, 4), np.float32), requires_grad=True)
+    w0, b0 = Tensor(wa, requires_grad=True), Tensor(ba, requires_grad=True)
+    F.linear(x0, w0, b0).backward(np.zeros((0, 5), np.float32))
+    np.testing.assert_array_equal(w0.grad, np.zeros((5, 4)))
+    np.testing.assert_array_equal(b0.grad, np.zeros(5))
+    assert x0.grad.shape == (0, 4)
+
+
 def test_linear_gradgradcheck() -> None:
     weights = weights_like((3, 2))
     assert gradgradcheck(

@@ -70,3 +70,85 @@ def test_float32_stays_float32_and_errors_name_the_op() -> None:
     assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
     with pytest.raises(ValueError, match=r"layer_norm.*\(3, 4\).*\(5,\)"):
         F.layer_norm(x, 5)
+
+
+def _hand_grads(x: np.ndarray, w: np.ndarray | None, g: np.ndarray, eps: float):
+    """float64 gradients of sum(g * layer_norm(x)) over the last axis, by the formula
+    dx = rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g * w; dw = sum g xhat; db = sum g."""
+    x, g = x.astype(np.float64), g.astype(np.float64)
+    mean = x.mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)
+    xhat = (x - mean) * rstd
+    gw = g if w is None else g * w
+    dx = rstd * (gw - gw.mean(axis=-1, keepdims=True) - xhat * (gw * xhat).mean(-1, keepdims=True))
+    axes = tuple(range(x.ndim - 1))
+    return dx, (g * xhat).sum(axis=axes), g.sum(axis=axes)
+
+
+@pytest.mark.parametrize("which", ["weight", "bias"])
+def test_weight_only_and_bias_only(which: str) -> None:
+    rng = np.random.default_rng(1)
+    x = Tensor(rng.standard_normal((3, 5)), requires_grad=True, dtype=np.float64)
+    p = Tensor(rng.standard_normal(5), requires_grad=True, dtype=np.float64)
+    w, b = (p, None) if which == "weight" else (None, p)
+    y = F.layer_norm(x, 5, w, b)
+    expected = _hand(x.data, 1, None if w is None else w.data, None if b is None else b.data, 1e-5)
+    np.testing.assert_allclose(y.data, expected, rtol=1e-12, atol=1e-12)
+    fn = (
+        (lambda x, p: F.layer_norm(x, 5, p))
+        if which == "weight"
+        else (lambda x, p: F.layer_norm(x, 5, None, p))
+    )
+    assert gradcheck(fn, [x, p])
+    assert gradgradcheck(fn, [x, p])
+
+
+def test_float32_matches_float64_by_hand_far_from_zero() -> None:
+    # rows with mean 1000 and std ~1: one pass of sums and sums of squares in float32 loses
+    # var (1e6 - 1e6 with float32's 7 digits); centring first keeps it
+    rng = np.random.default_rng(2)
+    x32 = (1000 + rng.standard_normal((64, 128))).astype(np.float32)
+    w32 = rng.standard_normal(128).astype(np.float32)
+    b32 = rng.standard_normal(128).astype(np.float32)
+    g32 = rng.standard_normal((64, 128)).astype(np.float32)
+    x, w, b = (Tensor(a, requires_grad=True) for a in (x32, w32, b32))
+    y = F.layer_norm(x, 128, w, b)
+    assert y.dtype == np.float32
+    expected = _hand(x32.astype(np.float64), 1, w32, b32, 1e-5)
+    np.testing.assert_allclose(y.data, expected, atol=2e-3)
+    y.backward(g32)
+    dx, dw, db = _hand_grads(x32, w32, g32, 1e-5)
+    assert x.grad.dtype == w.grad.dtype == b.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad, dx, atol=2e-3 * np.abs(dx).max())
+    np.testing.assert_allclose(w.grad, dw, atol=2e-3 * np.abs(dw).max())
+    np.testing.assert_allclose(b.grad, db, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("frozen", ["x", "weight", "bias"])
+def test_gradients_when_one_input_needs_none(frozen: str) -> None:
+    # the backward shares one temporary between dx and dweight: each gradient must come out
+    # right whichever of the others is wanted
+    rng = np.random.default_rng(3)
+    xa, wa, ba, ga = (rng.standard_normal(s) for s in ((2, 3, 6), (6,), (6,), (2, 3, 6)))
+    x, w, b = (
+        Tensor(a, requires_grad=name != frozen, dtype=np.float64)
+        for name, a in (("x", xa), ("weight", wa), ("bias", ba))
+    )
+    F.layer_norm(x, 6, w, b).backward(ga)
+    dx, dw, db = _hand_grads(xa, wa, ga, 1e-5)
+    for t, expected in ((x, dx), (w, dw), (b, db)):
+        if t.requires_grad:
+            np.testing.assert_allclose(t.grad, expected, rtol=1e-10, atol=1e-12)
+        else:
+            assert t.grad is None
+
+
+def test_no_affine_gradient_and_output_left_alone_by_backward() -> None:
+    rng = np.random.default_rng(4)
+    xa, ga = rng.standard_normal((4, 7)), rng.standard_normal((4, 7))
+    x = Tensor(xa, requires_grad=True, dtype=np.float64)
+    y = F.layer_norm(x, 7)
+    before = y.data.copy()
+    y.backward(ga)
+    np.testing.assert_allclose(x.grad, _hand_grads(xa, None, ga, 1e-5)[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(y.data, before)  # (backward reads it: it must not change it)
