@@ -758,9 +758,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     limit = thread_limit(args.threads)
+    kernel_threads = autograd.get_num_threads()
     try:
         # a context manager: an in-process caller (the tests) gets its own limits back
         with threadpool_limits(limits=limit, user_api="blas"):
+            if limit is not None:  # the fused kernels' own threads (autograd.parallel) too
+                autograd.set_num_threads(limit)
             return evaluate(args) if args.command == "evaluate" else train(args)
     except (MnistSourceError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -771,6 +774,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside an epoch loop: while reading a checkpoint or evaluating
         print("\ninterrupted", file=sys.stderr)
         return 130
+    finally:
+        autograd.set_num_threads(kernel_threads)
 
 
 if __name__ == "__main__":

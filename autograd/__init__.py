@@ -40,6 +40,7 @@ from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .ops.elementwise import maximum, minimum, where  # noqa: E402
 from .ops.linalg import einsum, tril, triu  # noqa: E402
 from .ops.shape import cat, stack  # noqa: E402
+from .parallel import get_num_threads, set_num_threads  # noqa: E402
 from .tensor import (  # noqa: E402
     ReleasedTensor,
     RemovableHandle,
@@ -51,6 +52,8 @@ from .tensor import (  # noqa: E402
 
 __all__ = [
     "Tensor",
+    "get_num_threads",
+    "set_num_threads",
     "Function",
     "FunctionCtx",
     "detect_anomaly",

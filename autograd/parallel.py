@@ -1,0 +1,96 @@
+"""Split a fused kernel's numpy work over threads.
+
+numpy's elementwise loops run on one core, and OpenBLAS spreads only large matrix products
+over its threads; a transformer step's GELU, softmax and its 64 small attention products
+each ran on one of two cores while PyTorch used both. numpy releases the GIL inside its
+loops, so the halves of a batch computed on two Python threads do run at once.
+
+    parallel_for(lambda lo, hi: out[lo:hi] = work(x[lo:hi]), len(x), grain=...)
+
+`set_num_threads(n)` (PyTorch's name) sets how many threads (default: the cores this process
+may use); `train_mnist.py --threads` sets it with the BLAS threads. Python threads do not spin
+while they wait, so a busy neighbour process costs no more than its share of the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["get_num_threads", "set_num_threads", "parallel_for"]
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+_num_threads = _available_cores()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_in_worker = threading.local()  # a kernel called inside a worker runs inline (no nesting)
+_lock = threading.Lock()
+
+
+def get_num_threads() -> int:
+    """The threads `parallel_for` uses (the caller's thread included)."""
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` threads (>= 1) for the fused kernels that split their work."""
+    global _num_threads
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    _num_threads = n
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < count:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(count, thread_name_prefix="npgrad")
+            _pool_size = count
+        return _pool
+
+
+def _run_marked(fn: Callable[[int, int], None], lo: int, hi: int) -> None:
+    _in_worker.active = True
+    try:
+        fn(lo, hi)
+    finally:
+        _in_worker.active = False
+
+
+def parallel_for(fn: Callable[[int, int], None], n: int, grain: int = 1) -> None:
+    """Call `fn(lo, hi)` on contiguous pieces that cover range(n), on up to
+    `get_num_threads()` threads at once (this one included); each piece has at least `grain`
+    items, so small work runs in one call, here. `fn` must write only its own piece's output.
+    The first exception raised by a piece is re-raised here, after every piece has finished.
+    """
+    pieces = min(_num_threads, n // max(grain, 1))
+    if pieces <= 1 or getattr(_in_worker, "active", False):
+        if n > 0:
+            fn(0, n)
+        return
+    bounds = [n * k // pieces for k in range(pieces + 1)]
+    pool = _workers(pieces - 1)
+    futures = [pool.submit(_run_marked, fn, bounds[k], bounds[k + 1]) for k in range(1, pieces)]
+    error = None
+    try:
+        fn(bounds[0], bounds[1])
+    except BaseException as e:  # noqa: BLE001 (re-raised below, once the others are done)
+        error = e
+    for future in futures:
+        try:
+            future.result()
+        except BaseException as e:  # noqa: BLE001
+            error = error or e
+    if error is not None:
+        raise error
