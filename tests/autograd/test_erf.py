@@ -174,3 +174,121 @@ def test_gelu_backward_reuses_the_forward_cdf(monkeypatch: pytest.MonkeyPatch) -
     pdf = np.exp(-v * v / 2) / math.sqrt(2 * math.pi)
     np.testing.assert_allclose(x.grad, g.data, rtol=1e-14, atol=1e-16)
     np.testing.assert_allclose(h.data, (2 - v * v) * pdf, rtol=1e-13, atol=1e-16)
+
+
+# ----- float32 Phi and GELU by the table of local polynomials ----------------------------------
+
+
+def _float32_grid() -> np.ndarray:
+    """2M float32 points on [-14, 14], log-spaced tails down to 1e-38 (both signs), and the
+    grid's neighbours: points on and halfway between the table's rows at x = -9.7."""
+    tails = np.geomspace(1e-38, 14, 50_000)
+    rows = -9.7 + np.arange(-8, 8) * 2.0**-12  # (the table's step is 2^-11)
+    points = np.concatenate([np.linspace(-14, 14, 2_000_001), tails, -tails, rows])
+    return points.astype(np.float32)
+
+
+def test_float32_cdf_within_2_ulp_of_the_float64_cdf() -> None:
+    x = _float32_grid()
+    exact = elementwise._by_blocks(x.astype(np.float64), cdf=True)
+    got = elementwise._normal_cdf(x)
+    assert got.dtype == np.float32
+    err = _ulps(got, exact)
+    # measured: 1.47 ulp (at x = -9.74; 0.2 on average), relative in the left tail down to
+    # subnormal Phi (x = -13); the spacing of the float32 nearest `exact` everywhere else
+    worst = int(np.argmax(err))
+    assert err.max() <= 2, f"max error {err.max()} ulp at x = {x[worst]!r}"
+    assert err[exact >= 1e-30].mean() < 0.3
+
+
+def test_float32_gelu_within_3_ulp_of_x_times_the_float64_cdf() -> None:
+    x = _float32_grid()
+    x64 = x.astype(np.float64)
+    exact = x64 * elementwise._by_blocks(x64, cdf=True)
+    got = Tensor(x).gelu().data
+    assert got.dtype == np.float32
+    keep = np.abs(exact) >= 1e-30
+    err = _ulps(got[keep], exact[keep])
+    # measured: 2.3 ulp (Phi's 1.5 and the product's rounding)
+    assert err.max() <= 3, f"max error {err.max()} ulp at x = {x[keep][np.argmax(err)]!r}"
+
+
+def test_float32_gelu_keeps_relative_accuracy_in_the_left_tail() -> None:
+    """0.5 x (1 + erf(x / sqrt 2)) in float32 cancels to 1e-2 relative at x = -4 and to 0
+    below x = -5.8; the table holds Phi itself, relative to the last place."""
+    points = [-4.0, -5.0, -8.0, -10.0, -11.3]
+    got = Tensor(points).gelu().data
+    v = np.float32(points).astype(np.float64)  # (Phi(-11.3) moves 2e-6 with x's rounding)
+    expected = [a * 0.5 * math.erfc(-a / math.sqrt(2)) for a in v]
+    np.testing.assert_allclose(got, expected, rtol=2.5e-7, atol=0)
+    assert got[-1] < 0  # gelu(-11.3) = -7.4e-29, not 0
+
+
+FLOAT32_EXTREMES = [0.0, -0.0, 1e-30, -1e-30, 6.0, -6.0, 30.0, -30.0, np.inf, -np.inf, np.nan]
+
+
+def test_float32_cdf_and_gelu_at_their_extremes() -> None:
+    x = np.float32(FLOAT32_EXTREMES)
+    phi_6 = np.float32(0.5 * math.erfc(6 / math.sqrt(2)))  # Phi(-6) = 9.87e-10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no inf - inf, no 0 * inf in Phi
+        cdf = elementwise._normal_cdf(x)
+        gelu = Tensor(x[:-2]).gelu().data
+    expected = [0.5, 0.5, 0.5, 0.5, 1.0, phi_6, 1.0, 0.0, 1.0, 0.0]
+    np.testing.assert_array_equal(cdf[:-1], np.float32(expected))
+    assert np.isnan(cdf[-1])
+    np.testing.assert_array_equal(
+        gelu,
+        np.float32([0.0, -0.0, 5e-31, -5e-31, 6.0, np.float32(-6.0) * phi_6, 30.0, -0.0, np.inf]),
+    )
+    assert not np.signbit(gelu[0]) and np.signbit(gelu[1]) and np.signbit(gelu[7])
+    # gelu(-inf) = -inf * Phi(-inf) = -inf * 0: NaN with numpy's warning, as x * Phi(x) gives
+    # it in numpy (PyTorch returns NaN too); NaN propagates
+    with pytest.warns(RuntimeWarning, match="invalid value"):
+        out = Tensor(x[-2:]).gelu().data
+    assert np.isnan(out).all()
+
+
+def test_float32_cdf_far_from_the_table() -> None:
+    """Beyond the table's [-15, 6], and beyond |x| = 2048 where x + 6144 rounds to a coarser
+    grid (or turns negative), Phi is exactly 0 or 1 and gelu is x or -0."""
+    x = np.float32([-16.0, -2047.5, -3000.3, -7000.7, -1e10, -3e38, 6.5, 2047.9, 3000.3, 1e10])
+    cdf = elementwise._normal_cdf(x)
+    np.testing.assert_array_equal(cdf, np.float32([0] * 6 + [1] * 4))
+    gelu = Tensor(x).gelu().data
+    np.testing.assert_array_equal(gelu, np.where(x > 0, x, np.float32(-0.0)))
+
+
+def test_float32_gelu_blocks_shapes_and_views() -> None:
+    """More elements than a block (65,536), a strided view, 0-d and empty inputs."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 3, (3, 100_000)).astype(np.float32)[:, ::2]  # 150,000 elements, strided
+    x[1, 7] = np.inf  # a fixed infinity in the second block, the others untouched
+    got = Tensor(x).gelu().data
+    assert got.shape == x.shape and got.dtype == np.float32
+    x64 = x.astype(np.float64)
+    exact = x64 * elementwise._by_blocks(x64, cdf=True)
+    keep = np.isfinite(x) & (np.abs(exact) >= 1e-30)
+    assert _ulps(got[keep], exact[keep]).max() <= 3
+    assert got[1, 7] == np.inf
+    y = Tensor(np.float32(-1.5)).gelu()
+    assert y.shape == () and y.dtype == np.float32
+    np.testing.assert_allclose(y.item(), -1.5 * _cdf(-1.5), rtol=3e-7)
+    assert Tensor(np.zeros((0, 3), np.float32)).gelu().shape == (0, 3)
+
+
+def test_float32_gelu_evaluates_no_float64_erf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The point of the table: float32 never converts to float64 for Cody's erfc."""
+
+    def no_cody(*args: object, **kwargs: object) -> None:
+        raise AssertionError("float32 gelu went through the float64 erf")
+
+    monkeypatch.setattr(elementwise, "_by_blocks", no_cody)
+    x = Tensor(np.linspace(-5, 5, 11), requires_grad=True)
+    y = x.gelu()
+    y.sum().backward()
+    v = x.data.astype(np.float64)
+    np.testing.assert_allclose(y.data, [a * _cdf(a) for a in v], rtol=3e-7, atol=1e-30)
+    np.testing.assert_allclose(x.grad, [_cdf(a) + a * _pdf(a) for a in v], rtol=1e-6, atol=1e-7)
+    with pytest.raises(AssertionError, match="float64 erf"):
+        Tensor(np.linspace(-1, 1, 3), dtype=np.float64).gelu()  # float64: Cody's path
