@@ -292,3 +292,27 @@ def test_float32_gelu_evaluates_no_float64_erf(monkeypatch: pytest.MonkeyPatch) 
     np.testing.assert_allclose(x.grad, [_cdf(a) + a * _pdf(a) for a in v], rtol=1e-6, atol=1e-7)
     with pytest.raises(AssertionError, match="float64 erf"):
         Tensor(np.linspace(-1, 1, 3), dtype=np.float64).gelu()  # float64: Cody's path
+
+
+def test_float32_gelu_is_the_same_on_one_thread_and_two() -> None:
+    """The blocks of Phi and the pieces of the backward are shared out over threads: the
+    values must not depend on how (each element is computed the same way either way)."""
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal(300_000).astype(np.float32) * 4  # several blocks
+    values[[7, 100_000, 250_001]] = [np.inf, np.nan, -30.0]
+    g = rng.standard_normal(values.shape).astype(np.float32)
+    results = []
+    before = autograd.get_num_threads()
+    try:
+        for threads in (1, 2):
+            autograd.set_num_threads(threads)
+            x = Tensor(values, requires_grad=True)
+            with np.errstate(invalid="ignore"):
+                y = elementwise.gelu(x)
+                y.backward(g)
+            results.append((y.data.copy(), x.grad.copy()))
+    finally:
+        autograd.set_num_threads(before)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert np.isnan(results[0][1][100_000]) and results[0][0][7] == np.inf
