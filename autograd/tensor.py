@@ -153,6 +153,7 @@ class Tensor:
                 out._saved = saved or None
             if grad_mode._anomaly:
                 out._trace = _user_frame()
+                _traces.recorded = True
         else:  # nothing to differentiate: keep no reference to the inputs
             out._parents = ()
             out._backward = None
@@ -564,6 +565,20 @@ def _fit_to_parent(grad: Tensor, parent: Tensor, node: Tensor) -> Tensor:
     return grad
 
 
+_ones: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}
+
+
+def _ones_like(a: np.ndarray) -> np.ndarray:
+    """A read-only array of ones shaped like one-element `a` (the implicit root gradient,
+    shared: the engine never writes into a gradient it does not own)."""
+    key = (a.shape, a.dtype)
+    ones = _ones.get(key)
+    if ones is None:
+        ones = _ones[key] = np.ones(a.shape, a.dtype)
+        ones.flags.writeable = False
+    return ones
+
+
 def _root_grad(root: Tensor, grad: Any) -> Tensor:
     if not root.requires_grad:
         raise RuntimeError(
@@ -575,7 +590,7 @@ def _root_grad(root: Tensor, grad: Any) -> Tensor:
                 f"backward: grad can be implicitly created only for one-element outputs; "
                 f"pass grad= for the output of shape {root.shape}"
             )
-        return Tensor._from_array(np.ones(root.data.shape, root.data.dtype))
+        return Tensor._from_array(_ones_like(root.data))
     if not isinstance(grad, Tensor):  # an array (or anything np.asarray takes)
         grad = Tensor._from_array(np.asarray(grad, dtype=root.data.dtype))
     if grad.data.shape != root.data.shape:
@@ -773,6 +788,10 @@ def data_released(tensor: Tensor) -> bool:
     return _placeholders.get((tensor.data.shape, tensor.data.dtype)) is tensor.data
 
 
+class _traces:
+    recorded = False  # whether anomaly mode ever recorded a `_trace` in this process
+
+
 def _released(node: Tensor) -> ReleasedTensor:
     ghost = ReleasedTensor.__new__(ReleasedTensor)
     ghost.data = _placeholder(node.data.shape, node.data.dtype)
@@ -789,9 +808,10 @@ def _released(node: Tensor) -> ReleasedTensor:
     ghost._version = 0
     ghost._saved = node._saved  # None once its backward ran; kept where gradient never came
     ghost._hooks = node._hooks
-    trace = getattr(node, "_trace", None)
-    if trace is not None:
-        ghost._trace = trace
+    if _traces.recorded:  # (reading the unset slot costs more than the rest here)
+        trace = getattr(node, "_trace", None)
+        if trace is not None:
+            ghost._trace = trace
     return ghost
 
 
