@@ -739,3 +739,30 @@ gt = _compare(np.greater, "gt")
 ge = _compare(np.greater_equal, "ge")
 eq = _compare(np.equal, "eq")
 ne = _compare(np.not_equal, "ne")
+
+
+def _logical(ufunc: np.ufunc, name: str):  # noqa: ANN202
+    """`&`, `|`, `^` of bool or integer tensors (masks): not differentiable, as PyTorch's."""
+
+    def logical(a: Any, b: Any) -> Tensor:
+        a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
+        if a.dtype.kind not in "biu" or b.dtype.kind not in "biu":
+            raise TypeError(
+                f"{name}: needs bool or integer tensors, got dtypes {a.dtype} and {b.dtype}"
+            )
+        return Tensor(_broadcast(name, ufunc, a, b))
+
+    logical.__name__ = name
+    return logical
+
+
+bitwise_and = _logical(np.bitwise_and, "bitwise_and")
+bitwise_or = _logical(np.bitwise_or, "bitwise_or")
+bitwise_xor = _logical(np.bitwise_xor, "bitwise_xor")
+
+
+def bitwise_not(x: Tensor) -> Tensor:
+    """`~mask`: logical not of a bool tensor, bitwise not of an integer one."""
+    if x.dtype.kind not in "biu":
+        raise TypeError(f"bitwise_not: needs a bool or integer tensor, got dtype {x.dtype}")
+    return Tensor(np.invert(x.data))

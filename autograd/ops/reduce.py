@@ -135,7 +135,10 @@ def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along `axis`, shifted by the max so large logits don't overflow."""
+    """exp(x) / sum(exp(x)) along `axis`, shifted by the max so large logits don't overflow.
+    A 0-d x is one element along axis 0 or -1 (PyTorch's rule): softmax 1."""
+    if x.ndim == 0 and axis in (0, -1):
+        return softmax(x.reshape(1), 0).reshape(())
     (a,) = normalize_axes("softmax", axis, x.ndim, x.shape)
     e = np.exp(x.data - np.max(x.data, axis=a, keepdims=True, initial=-np.inf))
     data = e / np.sum(e, axis=a, keepdims=True)
@@ -147,7 +150,10 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """x - logsumexp(x) along `axis`: never takes the log of an underflowed softmax."""
+    """x - logsumexp(x) along `axis`: never takes the log of an underflowed softmax (a 0-d x
+    as one element, as in `softmax`)."""
+    if x.ndim == 0 and axis in (0, -1):
+        return log_softmax(x.reshape(1), 0).reshape(())
     (a,) = normalize_axes("log_softmax", axis, x.ndim, x.shape)
     shifted = x.data - np.max(x.data, axis=a, keepdims=True, initial=-np.inf)
     data = shifted - np.log(np.sum(np.exp(shifted), axis=a, keepdims=True))

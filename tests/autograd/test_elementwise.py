@@ -393,3 +393,25 @@ def test_masked_fill_inplace_of_a_saved_tensor_fails_its_backward() -> None:
     np.testing.assert_array_equal(s.data, [4.0, 5.0, 0.0, 7.0])
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+def test_masks_combine_with_and_or_xor_not() -> None:
+    m = Tensor(np.array([True, True, False, False]))
+    n = Tensor(np.array([True, False, True, False]))
+    np.testing.assert_array_equal((m & n).data, [True, False, False, False])
+    np.testing.assert_array_equal((m | n).data, [True, True, True, False])
+    np.testing.assert_array_equal((m ^ n).data, [False, True, True, False])
+    np.testing.assert_array_equal((~m).data, [False, False, True, True])
+    np.testing.assert_array_equal((m & True).data, m.data)  # a Python bool lifts
+    np.testing.assert_array_equal((np.array([False, True, True, True]) & m).data,
+                                  [False, True, False, False])  # fmt: skip
+    assert (m & n).dtype == np.bool_ and not (m & n).requires_grad
+    ints = Tensor(np.array([6, 3]))
+    np.testing.assert_array_equal((ints & 5).data, [4, 1])
+    np.testing.assert_array_equal((~ints).data, [-7, -4])
+    with pytest.raises(TypeError, match="bitwise_and: needs bool or integer tensors"):
+        Tensor(np.ones(2), requires_grad=True) & m
+    with pytest.raises(TypeError, match="bitwise_not: needs a bool or integer tensor"):
+        ~Tensor(np.ones(2))
+    with pytest.raises(ValueError, match="bitwise_or: shapes \\(4,\\) and \\(3,\\)"):
+        m | Tensor(np.array([True, False, True]))

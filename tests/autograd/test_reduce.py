@@ -247,3 +247,16 @@ def test_cumsum_dtype_and_errors() -> None:
     assert x.grad.dtype == np.float32
     with pytest.raises(ValueError, match=r"cumsum: axis 2 is out of range for shape \(2, 2\)"):
         x.cumsum(2)
+
+
+def test_softmax_of_a_0d_tensor_is_one_along_axis_0_or_minus_1() -> None:
+    x = Tensor(np.array(2.5), requires_grad=True, dtype=np.float64)
+    for axis in (0, -1):
+        y = x.softmax(axis=axis)
+        assert y.shape == () and y.item() == 1.0
+        z = x.log_softmax(axis=axis)
+        assert z.shape == () and z.item() == 0.0
+    (x.softmax() * 3.0 + x.log_softmax()).backward()
+    assert x.grad == 0.0  # both are constant in x
+    with pytest.raises(ValueError, match="softmax: axis 1 is out of range for shape"):
+        x.softmax(axis=1)
