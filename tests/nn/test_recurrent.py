@@ -361,6 +361,77 @@ def test_fused_layer_equals_its_composed_twin(mode: str, reverse: bool) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("case", ["no_bias", "large_bias", "no_state", "sparse_cell_grads"])
+def test_lstm_kernel_paths_equal_the_composed_twin(case: str, reverse: bool) -> None:
+    """The fused LSTM's special paths against the step-by-step Tensor ops: no bias; biases
+    too large to fold into the exp pass as exp(b) (|b| >= 60: added to the input projections
+    instead); no h_0 / c_0 (the first step's W_hh product is skipped); gradients on the cell
+    states of two steps only (the backward adds them at those steps)."""
+    x = randn(5, 3, 4, requires_grad=True, dtype=np.float64)
+    w_ih = randn(24, 4, seed=1, requires_grad=True, dtype=np.float64)
+    w_hh = randn(24, 6, seed=2, requires_grad=True, dtype=np.float64)
+    b_ih = randn(24, seed=3, requires_grad=True, dtype=np.float64)
+    b_hh = randn(24, seed=4, requires_grad=True, dtype=np.float64)
+    h0 = randn(3, 6, seed=5, requires_grad=True, dtype=np.float64)
+    c0 = randn(3, 6, seed=6, requires_grad=True, dtype=np.float64)
+    if case == "large_bias":
+        with autograd.no_grad():
+            big = np.zeros(24)
+            big[[0, 8, 13, 20]] = [70.0, -80.0, 65.0, -90.0]  # i, f, g, o gates
+            b_ih = Tensor(b_ih.data + big, requires_grad=True)
+    ins = [x, w_ih, w_hh, b_ih, b_hh, h0, c0]
+    if case == "no_bias":
+        ins[3] = ins[4] = None
+    if case == "no_state":
+        ins[5] = ins[6] = None
+    weight = np.random.default_rng(9).standard_normal((2, 5, 3, 6))
+    if case == "sparse_cell_grads":
+        weight[1, [0, 2, 4]] = 0.0
+    given = [t for t in ins if t is not None]
+    results = []
+    for layer in (recurrent._layer, recurrent._layer_composed):
+        out = layer("LSTM", *ins, reverse)
+        grads = autograd.grad((out * weight).sum(), given)
+        results.append((out.data, [gr.data for gr in grads]))
+    assert np.isfinite(results[0][0]).all()
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_lstm_saturated_gates_stay_exact_in_float32() -> None:
+    """Pre-activations in the hundreds (exp overflows to inf inside the kernel) give gates of
+    exactly 0 or 1 and tanh(g) of exactly +-1, as the equations do, and finite gradients."""
+    rng = np.random.default_rng(4)
+    sd = {k: v * 40.0 for k, v in pytorch_state_dict("LSTM", 3, 4, 1, False).items()}
+    layer = nn.LSTM(3, 4)
+    layer.load_state_dict(sd)
+    x = (rng.standard_normal((6, 2, 3)) * 10.0).astype(np.float32)
+    sd32 = {k: v.astype(np.float32) for k, v in sd.items()}
+    with np.errstate(over="ignore"):
+        hs, h, c = lstm_by_hand(x, sd32, "_l0", np.zeros((2, 4), np.float32), np.zeros((2, 4)))
+    xt = Tensor(x, requires_grad=True)
+    out, (h_n, c_n) = layer(xt)
+    np.testing.assert_allclose(out.data, hs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c_n.data[0], c, rtol=1e-5, atol=1e-5)
+    (out.sum() + c_n.sum()).backward()
+    assert np.isfinite(xt.grad).all()
+    assert all(np.isfinite(p.grad).all() for p in layer.parameters())
+
+
+def test_empty_batch() -> None:
+    for bidirectional in (False, True):
+        layer = nn.LSTM(3, 4, bidirectional=bidirectional)
+        x = Tensor(np.zeros((5, 0, 3), np.float32), requires_grad=True)
+        out, (h, c) = layer(x)
+        assert out.shape == (5, 0, 4 * (1 + bidirectional)) and h.shape == c.shape
+        assert h.shape == (1 + bidirectional, 0, 4)
+        (out.sum() + h.sum() + c.sum()).backward()
+        assert x.grad.shape == (5, 0, 3)
+        assert all(not p.grad.any() for p in layer.parameters())
+
+
 def test_float32_in_float32_out_gradients_included() -> None:
     layer = nn.GRU(3, 4, batch_first=True, bidirectional=True)
     x = Tensor(randn(2, 5, 3).data.astype(np.float32), requires_grad=True)
