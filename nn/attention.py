@@ -22,18 +22,28 @@ softmax's row sums are matrix-vector products, without a mask (or causal) it is 
 the key-0 score rather than the row max, the output comes in q's memory layout and the
 gradients of q, k, v in one buffer laid out like theirs (see `_grads_in_layout`), so the
 heads' transpose / reshape / split around the op need no copies either way.
+
+Forward and backward are split over `autograd.get_num_threads()` threads along the first
+batch axis, in pieces of at least `_MIN_PIECE_SCORES` scores (the benchmark's (16, 4, 64, 64)
+scores: two pieces of 8 batch entries), when OpenBLAS's idle threads do not spin (see
+`_blas_workers_sleep`: set OPENBLAS_THREAD_TIMEOUT=4 before numpy loads); each piece runs the
+same numpy calls on its own entries, so the results are bit-identical for any number of
+threads.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 import autograd
 from autograd import Tensor
+from autograd.parallel import parallel_for
 
 from . import init
 from .functional import _recorded_backward, dropout, linear
@@ -140,68 +150,103 @@ def scaled_dot_product_attention(
 
     dtype = q.dtype
     qd, kd, vd = q.data, k.data, v.data
-    kt = kd.swapaxes(-1, -2)  # (matmul reads a transposed view as it is: no copy)
-    # the scale goes on q, (..., L, E), not on the larger scores (..., L, S)
-    q_scaled = qd * np.asarray(scale, dtype=dtype)
+    mask_data = None if float_mask is None else float_mask.data
+    # Leading (batch) axes: those of the scores (q, k and the mask), and of the output (v's too)
+    masks = [m for m in (None if is_causal else bool_mask, mask_data) if m is not None]
+    scores_batch = np.broadcast_shapes(qd.shape[:-2], kd.shape[:-2], *(m.shape[:-2] for m in masks))
+    out_batch = np.broadcast_shapes(scores_batch, vd.shape[:-2])
+    # The work is split over threads along the first batch axis (see `_pieces`): each piece
+    # computes its own batch entries from start to end into its slices of arrays allocated
+    # whole here, by the same numpy calls (a batched matmul runs one product per entry) as a
+    # single piece would, so that the result does not depend on the number of threads.
+    split = _SPLIT_OVER_THREADS and len(scores_batch) > 0 and out_batch == scores_batch
+    units = scores_batch[0] if split else 1
+    grain = _grain(math.prod(scores_batch[1:]) * length * source) if split else 1
+    part, cut = _pieces(split, len(scores_batch))
+    score_dtype = np.result_type(qd.dtype, kd.dtype, *(() if mask_data is None else (mask_data,)))
+    p = np.empty(scores_batch + (length, source), score_dtype)
+    scale_q = np.asarray(scale, dtype=dtype)
+    # a causal mask alone leaves key 0 to every query: no row is ever fully masked
+    may_die = float_mask is not None or (bool_mask is not None and not is_causal)
+    dead_rows = np.zeros(scores_batch + (length, 1), bool) if may_die else None
 
-    def masked_scores() -> np.ndarray:  # (..., L, S), a new C-contiguous array
-        s = np.matmul(q_scaled, kt)
+    def scores_into(s: np.ndarray, lo: int, hi: int) -> None:  # s: p's entries lo:hi
+        # the scale goes on q, (..., L, E), not on the larger scores (..., L, S)
+        q_scaled = part(qd, lo, hi) * scale_q
+        kt = part(kd, lo, hi).swapaxes(-1, -2)  # (matmul reads a transposed view: no copy)
+        product_shape = np.broadcast_shapes(q_scaled.shape[:-2], kt.shape[:-2]) + s.shape[-2:]
+        if product_shape == s.shape and np.result_type(q_scaled, kt) == s.dtype:
+            np.matmul(q_scaled, kt, out=s)
+        else:  # (a mask with more batch axes than q and k, or of a wider dtype)
+            s[...] = np.matmul(q_scaled, kt)
         if is_causal:  # adding a cached 0 / -inf matrix: half the time of a masked copy
             s += _causal_additive(length, source, dtype)
         elif bool_mask is not None:
-            if s.shape != np.broadcast_shapes(s.shape, bool_mask.shape):
-                s = np.broadcast_to(s, np.broadcast_shapes(s.shape, bool_mask.shape)).copy()
-            np.copyto(s, np.asarray(-np.inf, dtype=s.dtype), where=~bool_mask)
-        if float_mask is not None:
-            m = float_mask.data
-            if s.shape == np.broadcast_shapes(s.shape, m.shape) and m.dtype == s.dtype:
-                s += m
-            else:
-                s = s + m
-        return s
+            np.copyto(s, np.asarray(-np.inf, dtype=s.dtype), where=~part(bool_mask, lo, hi))
+        if mask_data is not None:
+            s += part(mask_data, lo, hi)
 
-    s = masked_scores()
-    dead = None
-    total = None
-    if float_mask is None and (bool_mask is None or is_causal) and source:
-        # Softmax is shift-invariant, and the shift only has to keep exp in range: subtract
-        # each row's score for key 0 (which every query sees here) instead of the row's max,
-        # a reduction over short rows that costs as much as the exp itself. exp(0) = 1 is in
-        # each row, so the sum cannot underflow; should some score exceed key 0's by more
-        # than exp's range (a sum of inf, or nan from inf inputs), all is redone with the max.
-        s -= s[..., :1].copy()
-        with np.errstate(over="ignore"):  # (overflow is checked for just below)
-            np.exp(s, out=s)
-        total = _row_sums(s)
-        if not np.isfinite(total).all():
-            s, total = masked_scores(), None
-    if total is None:
+    def softmax_in_place(s: np.ndarray, lo: int, hi: int) -> None:
+        if not may_die and source:
+            # Softmax is shift-invariant, and the shift only has to keep exp in range:
+            # subtract each row's score for key 0 (which every query sees here) instead of
+            # the row's max, a reduction over short rows that costs as much as the exp
+            # itself. exp(0) = 1 is in each row, so the sum cannot underflow; should some
+            # score exceed key 0's by more than exp's range (a sum of inf, or nan from inf
+            # inputs), the batch entry is redone with the max.
+            s -= s[..., :1].copy()
+            with np.errstate(over="ignore"):  # (overflow is checked for just below)
+                np.exp(s, out=s)
+            total = _row_sums(s)
+            if np.isfinite(total).all():
+                s *= np.reciprocal(total, out=total)
+                return
+            if hi - lo > 1:  # entry by entry, so each decides for itself as in any split
+                for i in range(lo, hi):
+                    entry = s[i - lo : i - lo + 1]
+                    scores_into(entry, i, i + 1)
+                    softmax_in_place(entry, i, i + 1)
+                return
+            scores_into(s, lo, hi)
         peak = s.max(axis=-1, keepdims=True)
-        # (a causal mask alone leaves key 0 to every query: no row is ever fully masked)
-        if float_mask is not None or (bool_mask is not None and not is_causal):
-            dead_rows = peak == -np.inf
-            if dead_rows.any():
-                dead = dead_rows
+        dead = None
+        if may_die:
+            dead = peak == -np.inf
+            if dead.any():
+                cut(dead_rows, lo, hi)[...] = dead
                 peak = np.where(dead, 0.0, peak).astype(peak.dtype)
+            else:
+                dead = None
         s -= peak
         np.exp(s, out=s)
         total = _row_sums(s)
         if dead is not None:
             total[dead] = 1.0  # 0 / 1: the dead rows' weights stay zero
-    p = s
-    p *= np.reciprocal(total, out=total)
+        s *= np.reciprocal(total, out=total)
+
     keep_mask = None
     weights = p
-    if dropout_p > 0.0:
+    if dropout_p > 0.0:  # drawn whole, before the pieces: the same numbers for any split
         draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
         keep = autograd.generator().random(p.shape, dtype=draw_dtype) >= dropout_p
         keep_mask = np.multiply(keep, np.asarray(1.0 / (1.0 - dropout_p), dtype=dtype), dtype=dtype)
-        weights = p * keep_mask
+        weights = np.empty(p.shape, np.result_type(p, keep_mask))
     # the output in q's memory layout: heads split from one (B, T, H, d) projection then come
     # back as a (B, T, H, d) array, which `transpose(0, 2, 1, 3).reshape(B, T, C)` views
-    out_shape = weights.shape[:-1] + vd.shape[-1:]
-    out_dtype = np.result_type(weights, vd)
-    data = np.matmul(weights, vd, out=_empty_in_layout_of(qd, out_shape, out_dtype))
+    out_shape = out_batch + (length, vd.shape[-1])
+    data = _empty_in_layout_of(qd, out_shape, np.result_type(weights, vd))
+
+    def forward_piece(lo: int, hi: int) -> None:
+        s = cut(p, lo, hi)
+        scores_into(s, lo, hi)
+        softmax_in_place(s, lo, hi)
+        w = s
+        if keep_mask is not None:
+            w = np.multiply(s, cut(keep_mask, lo, hi), out=cut(weights, lo, hi))
+        np.matmul(w, part(vd, lo, hi), out=cut(data, lo, hi))
+
+    parallel_for(forward_piece, units, grain)
+    dead = dead_rows if dead_rows is not None and dead_rows.any() else None
 
     inputs = (q, k, v, float_mask)
     parents = (q, k, v) if float_mask is None else (q, k, v, float_mask)
@@ -212,46 +257,57 @@ def scaled_dot_product_attention(
     def backward(g: Tensor, out: Tensor) -> tuple:
         if autograd.is_grad_enabled():  # create_graph: differentiate the composed twin instead
             return _recorded_backward(composed, inputs, g)[: len(parents)]
-        gd = g.data
-        wrap = Tensor._from_array
+        gd, od = g.data, out.data
         need_mask = float_mask is not None and float_mask.requires_grad
         need_scores = q.requires_grad or k.requires_grad or need_mask
         # gradients shaped like their inputs come in the inputs' memory layout, and q, k, v
         # split from one projection get theirs in one buffer laid out like it (see
         # `_grads_in_layout`): the transpose, reshape and split backward then need no copies
         grad_shapes = (
-            weights.shape[:-1] + qd.shape[-1:],
-            weights.shape[:-2] + kd.shape[-2:],
-            weights.shape[:-2] + vd.shape[-2:],
+            out_batch + (length, qd.shape[-1]),
+            out_batch + kd.shape[-2:],
+            out_batch + vd.shape[-2:],
         )
         wanted = (q.requires_grad, k.requires_grad, v.requires_grad)
-        grad_dtype = np.result_type(weights, gd)
-        bufs = _grads_in_layout((qd, kd, vd), grad_shapes, wanted, grad_dtype)
-        dq = dk = dv = dmask = None
-        if v.requires_grad:
-            dv = wrap(np.matmul(weights.swapaxes(-1, -2), gd, out=bufs[2]))
-        if need_scores:
+        bufs = _grads_in_layout((qd, kd, vd), grad_shapes, wanted, np.result_type(weights, gd))
+        dp_dtype = np.result_type(gd, vd)
+        natural = (np.result_type(dp_dtype, kd), np.result_type(dp_dtype, qd))
+        natural += (np.result_type(weights, gd),)
+        grads = [
+            (buf if buf is not None else np.empty(shape, dt)) if want else None
+            for buf, shape, dt, want in zip(bufs, grad_shapes, natural, wanted, strict=True)
+        ]
+        dq, dk, dv = grads
+        dmask = np.empty(out_batch + (length, source), dp_dtype) if need_mask else None
+        scale_g = np.asarray(scale, dtype=gd.dtype)
+
+        def backward_piece(lo: int, hi: int) -> None:
+            g_lo = cut(gd, lo, hi)
+            if dv is not None:
+                np.matmul(cut(weights, lo, hi).swapaxes(-1, -2), g_lo, out=cut(dv, lo, hi))
+            if not need_scores:
+                return
             # dS = P * (dP - rowsum(dP * P)) with dP = g V^T (dropout's mask applied), where
             # rowsum(dP * P) = rowsum(g * out) (FlashAttention's identity): a sum over
             # (..., L, Ev), not (..., L, S). Without a mask gradient the scale goes on g, the
             # smaller array, and dS comes out scaled, ready for dQ and dK.
-            g_scaled = gd if need_mask else gd * np.asarray(scale, dtype=gd.dtype)
-            dp = np.matmul(g_scaled, vd.swapaxes(-1, -2))  # (..., L, S)
+            g_scaled = g_lo if need_mask else g_lo * scale_g
+            dp = np.matmul(g_scaled, part(vd, lo, hi).swapaxes(-1, -2))  # (..., L, S)
             if keep_mask is not None:
-                dp *= keep_mask
-            rowsum = np.vecdot(g_scaled, out.data)[..., None]
-            if rowsum.shape != dp.shape[:-1] + (1,):
-                rowsum = np.broadcast_to(rowsum, dp.shape[:-1] + (1,))
-            dp -= rowsum
-            dp *= p
-            if need_mask:
-                dmask = wrap(dp.copy())
+                dp *= cut(keep_mask, lo, hi)
+            dp -= np.vecdot(g_scaled, cut(od, lo, hi))[..., None]
+            dp *= cut(p, lo, hi)
+            if dmask is not None:
+                cut(dmask, lo, hi)[...] = dp
                 dp *= np.asarray(scale, dtype=dp.dtype)
-            if q.requires_grad:
-                dq = wrap(np.matmul(dp, kd, out=bufs[0]))
-            if k.requires_grad:
-                dk = wrap(np.matmul(dp.swapaxes(-1, -2), qd, out=bufs[1]))
-        return (dq, dk, dv, dmask)[: len(parents)]
+            if dq is not None:
+                np.matmul(dp, part(kd, lo, hi), out=cut(dq, lo, hi))
+            if dk is not None:
+                np.matmul(dp.swapaxes(-1, -2), part(qd, lo, hi), out=cut(dk, lo, hi))
+
+        parallel_for(backward_piece, units, grain)
+        wrap = Tensor._from_array
+        return tuple(None if a is None else wrap(a) for a in (dq, dk, dv, dmask))[: len(parents)]
 
     return Tensor._from_op(
         data,
@@ -267,12 +323,63 @@ def scaled_dot_product_attention(
 
 
 def _row_sums(a: np.ndarray) -> np.ndarray:
-    """Sums over the last axis, keepdims, as one matrix-vector product: several times faster
-    than a.sum(axis=-1) over short rows."""
-    rows = math.prod(a.shape[:-1])
-    return (a.reshape(rows, a.shape[-1]) @ np.ones(a.shape[-1], dtype=a.dtype)).reshape(
-        *a.shape[:-1], 1
-    )
+    """Sums over the last axis, keepdims, as matrix-vector products: several times faster
+    than a.sum(axis=-1) over short rows. One product per entry of the first axis (a batched
+    matmul), because one product over all rows sums a row differently depending on where the
+    rows start and end (OpenBLAS's kernels take rows in groups): per entry, a row's sum is the
+    same whichever pieces the entries are split into."""
+    lead = a.shape[0] if a.ndim > 2 else 1
+    ones = np.ones((a.shape[-1], 1), dtype=a.dtype)
+    return np.matmul(a.reshape(lead, -1, a.shape[-1]), ones).reshape(*a.shape[:-1], 1)
+
+
+# The least work per piece when a kernel is split over threads, in score entries (L * S of
+# each batch entry): handing a piece to another thread and waiting for it costs 50-150 us
+# here, while 64k scores take ~0.5 ms forward (~4 ms per million in the benchmark's shapes).
+# Measured alone on (B, 4, 64, 32) causal (2 cores), 1 -> 2 threads, fwd / bwd medians:
+# B = 8 (two pieces of 64k) 1.11 -> 0.96 / 1.19 -> 0.99 ms, B = 16 2.10 -> 1.50 / 2.42 -> 1.50.
+_MIN_PIECE_SCORES = 1 << 16
+
+
+def _blas_workers_sleep(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether OpenBLAS leaves no worker thread spinning between calls: with one thread
+    (OPENBLAS_NUM_THREADS or OMP_NUM_THREADS = 1), or OPENBLAS_THREAD_TIMEOUT (read when numpy
+    loads OpenBLAS) of at most 10, i.e. 2^10 cycles. By default its idle workers spin
+    (yielding) for 2^28 cycles, ~0.1 s, after every threaded product, so in a training step one
+    of them is always running on the second core, and a second Python thread then shares that
+    core with it. Measured in the char-transformer step (2 cores, 2 threads, the OpenBLAS
+    default): attention fwd + bwd per step 8.7 ms split against 7.7 in one piece; with
+    OPENBLAS_THREAD_TIMEOUT=4, 6.8 split against 8.2."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if env.get(name, "").strip() == "1":
+            return True
+    timeout = env.get("OPENBLAS_THREAD_TIMEOUT", env.get("GOTO_THREAD_TIMEOUT", "")).strip()
+    return timeout.isdigit() and int(timeout) <= 10
+
+
+# Split over threads only where that pays (see `_blas_workers_sleep`).
+_SPLIT_OVER_THREADS = _blas_workers_sleep()
+
+
+def _grain(scores_per_entry: int) -> int:
+    """Batch entries per piece so that each piece has at least `_MIN_PIECE_SCORES` scores."""
+    return max(1, -(-_MIN_PIECE_SCORES // max(scores_per_entry, 1)))
+
+
+def _pieces(split: bool, batch_axes: int) -> tuple[Callable, Callable]:
+    """`part(a, lo, hi)`: an operand's batch entries lo:hi (all of it where it broadcasts
+    along the first batch axis, or has none); `cut(a, lo, hi)`: entries lo:hi of an array
+    shaped like the scores or the output. Both identities unless `split`."""
+
+    def part(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        if split and a.ndim - 2 == batch_axes and a.shape[0] != 1:
+            return a[lo:hi]
+        return a
+
+    def cut(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        return a[lo:hi] if split else a
+
+    return part, cut
 
 
 @functools.lru_cache(maxsize=16)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from autograd import Tensor, generator, grad, is_grad_enabled
+from autograd.parallel import parallel_for
 
 from .convolution import avg_pool2d, conv2d, max_pool2d
 
@@ -609,6 +610,40 @@ def _channel_sum(a3: np.ndarray) -> np.ndarray:
     return np.einsum("acb->c", a3)
 
 
+# layer_norm's rows are split over threads in chunks of this many rows, and each chunk's row
+# sums are one matrix-vector product of their own (one over all rows sums a row differently
+# depending on where the rows start and end: OpenBLAS takes rows in groups), so that results
+# do not depend on the number of threads. The least work per piece, in elements: each of
+# layer_norm's ~10 numpy calls hands the GIL to the other thread and back, which costs more
+# than the call itself over small rows. Measured here (2 cores), two threads against one:
+# (16, 64, 128) 2x slower (0.2 -> 0.4 ms forward), (8192, 128) forward 1.5 -> 1.36 ms but
+# backward 2.3 -> 3.3 ms, (32768, 128) forward 13.2 -> 9.1 ms and backward 25.9 -> 25.2 ms:
+# inputs of 4M elements and more are split. (Right after a threaded BLAS product, while
+# OpenBLAS's idle workers spin, see nn/attention.py's `_blas_workers_sleep`, the (32768, 128)
+# forward went only 12.5 -> 12.3 ms; 12.7 -> 7.4 with OPENBLAS_THREAD_TIMEOUT=4.)
+_LAYER_NORM_CHUNK_ROWS = 64
+_LAYER_NORM_PIECE_ELEMENTS = 1 << 21
+
+
+def _row_dots(a: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """a (R, N) @ vec (N,) -> (R,), one product per `_LAYER_NORM_CHUNK_ROWS` rows of a (which
+    starts at a chunk boundary): several times faster than a sum over short rows, and each
+    row's result independent of how the chunks are split over threads."""
+    chunk = _LAYER_NORM_CHUNK_ROWS
+    whole = len(a) - len(a) % chunk
+    if whole == 0:
+        return a @ vec
+    out = np.empty(len(a), np.result_type(a, vec))
+    np.matmul(
+        a[:whole].reshape(-1, chunk, a.shape[1]),
+        vec[:, None],
+        out=out[:whole].reshape(-1, chunk, 1),
+    )
+    if whole < len(a):  # (the last rows, always in the last piece)
+        np.matmul(a[whole:], vec, out=out[whole:])
+    return out
+
+
 def layer_norm(
     x: Tensor,
     normalized_shape: int | Sequence[int],
@@ -623,7 +658,8 @@ def layer_norm(
     y = (x - mean) / sqrt(var + eps) * weight + bias, var biased (ddof=0), two passes (the
     mean, then the centred squares: one pass of sums and squares loses var in float32).
     Forward and backward are numpy, with their row and column sums as matrix-vector
-    products; xhat is kept for backward.
+    products; xhat is kept for backward. Rows are split over `autograd.get_num_threads()`
+    threads (see `_row_dots`), with the same results for any number of threads.
     """
     x = _tensor(x)
     norm_shape = (
@@ -647,24 +683,39 @@ def layer_norm(
     n = math.prod(norm_shape)
     dtype = x.dtype
     rows = x.data.reshape(-1, n)  # (M, N): each row normalised on its own
+    m = len(rows)
+    chunk = _LAYER_NORM_CHUNK_ROWS
+    chunks = -(-m // chunk)
+    grain = max(1, -(-_LAYER_NORM_PIECE_ELEMENTS // (chunk * max(n, 1))))
     # Row sums as matrix-vector products: several times faster than mean(axis=1) over short
     # rows. Two passes (mean, then the centred squares) keep var accurate in float32.
     inv_n = np.asarray(1.0 / n if n else np.nan, dtype=dtype)
     per_n = np.full(n, inv_n, dtype=dtype)
-    mean = rows @ per_n  # (M,)
-    xhat = np.subtract(rows, mean[:, None])  # centred, normalised in place below
-    var = np.vecdot(xhat, xhat) * inv_n
-    rstd = 1.0 / np.sqrt(var + np.asarray(eps, dtype=dtype))  # (M,)
-    xhat *= rstd[:, None]
+    eps_ = np.asarray(eps, dtype=dtype)
     flat_w = None if weight is None else weight.data.reshape(n)
+    flat_b = None if bias is None else bias.data.reshape(n)
+    xhat = np.empty(rows.shape, dtype)  # centred, normalised in place
+    rstd = np.empty(m, dtype)
     if flat_w is not None:
-        y = np.multiply(xhat, flat_w)
-        if bias is not None:
-            y += bias.data.reshape(n)
-    elif bias is not None:
-        y = np.add(xhat, bias.data.reshape(n))
+        y = np.empty(rows.shape, np.result_type(xhat, flat_w))
+    elif flat_b is not None:
+        y = np.empty(rows.shape, np.result_type(xhat, flat_b))
     else:
         y = xhat
+
+    def forward_piece(lo: int, hi: int) -> None:
+        r = slice(lo * chunk, min(hi * chunk, m))
+        xh = np.subtract(rows[r], _row_dots(rows[r], per_n)[:, None], out=xhat[r])
+        rs = np.divide(1.0, np.sqrt(np.vecdot(xh, xh) * inv_n + eps_), out=rstd[r])
+        xh *= rs[:, None]
+        if flat_w is not None:
+            np.multiply(xh, flat_w, out=y[r])
+            if flat_b is not None:
+                y[r] += flat_b
+        elif flat_b is not None:
+            np.add(xh, flat_b, out=y[r])
+
+    parallel_for(forward_piece, chunks, grain)
     inputs = (x, weight, bias)
     parents = tuple(t for t in inputs if t is not None)
     need = tuple(t is not None and t.requires_grad for t in inputs)
@@ -678,25 +729,38 @@ def layer_norm(
         g_rows = g.data.reshape(-1, n)
         # the sums over rows and over columns are matrix-vector products, those with the
         # weight over the one product g * xhat (which the weight's gradient sums too)
-        g_xhat = np.multiply(g_rows, xhat) if flat_w is not None else None
-        grads: list[np.ndarray | None] = []
+        keep_g_xhat = flat_w is not None and need[1]
+        g_xhat = np.empty(rows.shape, np.result_type(g_rows, xhat)) if keep_g_xhat else None
+        gx = None
         if need[0]:
+            gx_dtype = g_rows.dtype if flat_w is None else np.result_type(g_rows, flat_w)
+            gx = np.empty(rows.shape, gx_dtype)
+        w_n = None if flat_w is None else flat_w * per_n
+
+        def backward_piece(lo: int, hi: int) -> None:
+            r = slice(lo * chunk, min(hi * chunk, m))
+            g_r, xh = g_rows[r], xhat[r]
+            gxh = None
+            if flat_w is not None and (need[0] or need[1]):
+                gxh = np.multiply(g_r, xh, out=None if g_xhat is None else g_xhat[r])
+            if gx is None:
+                return
             # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)), gh = g * weight
             if flat_w is None:
-                gh_xhat_mean = np.vecdot(g_rows, xhat) * inv_n
-                gx = np.subtract(g_rows, (g_rows @ per_n)[:, None])
+                gh_xhat_mean = np.vecdot(g_r, xh) * inv_n
+                gx_r = np.subtract(g_r, _row_dots(g_r, per_n)[:, None], out=gx[r])
             else:
-                w_n = flat_w * per_n
-                gh_xhat_mean = g_xhat @ w_n
-                gx = np.multiply(g_rows, flat_w)
-                gx -= (g_rows @ w_n)[:, None]
-            # (g * xhat's buffer is free for xhat * mean(gh * xhat) once dweight is not wanted)
-            gx -= np.multiply(xhat, gh_xhat_mean[:, None], out=None if need[1] else g_xhat)
-            gx *= rstd[:, None]
-            grads.append(gx.reshape(x.shape))
-        else:
-            grads.append(None)
-        ones_m = np.ones(len(g_rows), dtype=g_rows.dtype)
+                gh_xhat_mean = _row_dots(gxh, w_n)
+                gx_r = np.multiply(g_r, flat_w, out=gx[r])
+                gx_r -= _row_dots(g_r, w_n)[:, None]
+            # (g * xhat's piece is free for xhat * mean(gh * xhat) once dweight is not wanted)
+            gx_r -= np.multiply(xh, gh_xhat_mean[:, None], out=None if need[1] else gxh)
+            gx_r *= rstd[r, None]
+
+        parallel_for(backward_piece, chunks, grain)
+        grads: list[np.ndarray | None] = [None if gx is None else gx.reshape(x.shape)]
+        # the column sums over all rows, here: one product, whatever the number of threads
+        ones_m = np.ones(m, dtype=g_rows.dtype)
         if weight is not None:
             grads.append((ones_m @ g_xhat).reshape(norm_shape) if need[1] else None)
         if bias is not None:

@@ -22,6 +22,11 @@ one too), so a resumed run flushes on the same steps as an uninterrupted one. Fl
 changes no parameter visibly: an update of lr * 1e-38 is below float32 resolution of any
 weight that is not itself ~1e-38.
 
+Threads: a parameter of at least 2 * `_PIECE_ELEMENTS` (1M) entries is updated in pieces of
+its flat view on `autograd.get_num_threads()` threads; smaller ones (all of the benchmark
+models') in one call. Every entry gets the same arithmetic either way, so the parameters and
+state are bit-identical for any number of threads.
+
 Checkpoints: `state_dict()` is `{"state": {index: {name: ndarray | number}},
 "param_groups": [{hyper-parameters..., "params": [indices]}]}` (indices count parameters
 across groups in order), a snapshot (arrays copied). `flatten_state_dict(sd, prefix)` turns
@@ -45,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from autograd import Tensor, enable_grad
+from autograd.parallel import parallel_for
 
 from . import lr_scheduler  # noqa: F401  (optim.lr_scheduler.StepLR, as in PyTorch)
 
@@ -57,6 +63,36 @@ __all__ = [
     "flatten_state_dict",
     "unflatten_state_dict",
 ]
+
+
+# A parameter's update is split over threads in pieces of at least this many entries (so only
+# parameters of twice as many are split); smaller ones run in one call, here. Each of an
+# update's ~12 numpy calls hands the GIL to the other thread and back, which costs more than
+# the call over small pieces. Measured here (2 cores, AdamW, float32), two threads against
+# one: 256k entries 0.51 -> 0.53-0.64 ms (slower), 512k 1.06 -> 1.0 ms, 1M 2.7-3.0 -> 1.9 ms,
+# 4M 17.6 -> 9.4 ms. (The benchmark models' parameters, 65k entries at most, run inline.)
+# Right after a threaded BLAS product, while OpenBLAS's idle workers spin (see
+# nn/attention.py's `_blas_workers_sleep`), 1M went 3.56 -> 3.58 ms and 4M 18.1 -> 17.1; with
+# OPENBLAS_THREAD_TIMEOUT=4, 3.67 -> 2.85 and 19.6 -> 12.9.
+_PIECE_ELEMENTS = 1 << 19
+
+
+def _elementwise(
+    update: Callable[..., None], arrays: tuple[np.ndarray | None, ...], args: tuple
+) -> None:
+    """`update(*arrays, *args)` on same-shaped arrays (None entries pass as None), or on pieces
+    of their flat views spread over `autograd.get_num_threads()` threads when they are large
+    and C-contiguous. `update` works entry by entry, so the result is the same for any split."""
+    size = arrays[0].size
+    if size < 2 * _PIECE_ELEMENTS or not all(a.flags.c_contiguous for a in arrays if a is not None):
+        update(*arrays, *args)
+        return
+    flat = [None if a is None else a.reshape(-1) for a in arrays]
+
+    def piece(lo: int, hi: int) -> None:
+        update(*(None if a is None else a[lo:hi] for a in flat), *args)
+
+    parallel_for(piece, size, _PIECE_ELEMENTS)
 
 
 def _flush_denormals(buffer: np.ndarray, nonnegative: bool = False) -> None:
@@ -312,41 +348,61 @@ class SGD(Optimizer):
     def _update(
         self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict, work: np.ndarray
     ) -> None:
-        # in place, with `work` as scratch space: no temporaries the size of the parameter
-        # (but one for Nesterov with weight decay)
-        momentum, decay, lr = group["momentum"], group["weight_decay"], group["lr"]
-        if decay:  # d = g + decay * p, built in `work` (p.grad itself stays untouched)
-            d = np.multiply(p, decay, out=work)
-            d += g
-        else:
-            d = g
-        if not momentum:
-            np.multiply(d, lr, out=work)
-            p -= work
-            return
-        buf = state.get("momentum_buffer")
-        if buf is None:
-            buf = state["momentum_buffer"] = np.array(d, dtype=p.dtype)
+        momentum = group["momentum"]
+        buf = state.get("momentum_buffer") if momentum else None
+        first = flush = False
+        if momentum and buf is None:
+            buf = state["momentum_buffer"] = np.empty(p.shape, dtype=p.dtype)
             state["step"] = 1
-        else:
-            buf *= momentum
-            if group["dampening"]:
-                buf += (1.0 - group["dampening"]) * d
-            else:
-                buf += d
+            first = True
+        elif momentum:
             state["step"] += 1
-            if self.flush_every and state["step"] % self.flush_every == 0:
-                _flush_denormals(buf)
-        step = buf
-        if group["nesterov"]:  # step = d + momentum * buf
-            if d is work:  # (weight decay built d in `work`: one temporary here)
-                work += momentum * buf
-            else:
-                np.multiply(buf, momentum, out=work)
-                work += d
-            step = work
-        np.multiply(step, lr, out=work)
+            flush = bool(self.flush_every) and state["step"] % self.flush_every == 0
+        _elementwise(_sgd_update, (p, g, work, buf), (first, flush, group))
+
+
+def _sgd_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    work: np.ndarray,
+    buf: np.ndarray | None,
+    first: bool,
+    flush: bool,
+    group: dict,
+) -> None:
+    """SGD's rule on (pieces of) p, its gradient g, scratch space and momentum buffer (None
+    without momentum), in place, with `work` as scratch space: no temporaries the size of the
+    parameter (but one for Nesterov with weight decay)."""
+    momentum, decay, lr = group["momentum"], group["weight_decay"], group["lr"]
+    if decay:  # d = g + decay * p, built in `work` (p.grad itself stays untouched)
+        d = np.multiply(p, decay, out=work)
+        d += g
+    else:
+        d = g
+    if buf is None:
+        np.multiply(d, lr, out=work)
         p -= work
+        return
+    if first:
+        buf[...] = d
+    else:
+        buf *= momentum
+        if group["dampening"]:
+            buf += (1.0 - group["dampening"]) * d
+        else:
+            buf += d
+        if flush:
+            _flush_denormals(buf)
+    step = buf
+    if group["nesterov"]:  # step = d + momentum * buf
+        if d is work:  # (weight decay built d in `work`: one temporary here)
+            work += momentum * buf
+        else:
+            np.multiply(buf, momentum, out=work)
+            work += d
+        step = work
+    np.multiply(step, lr, out=work)
+    p -= work
 
 
 class Adam(Optimizer):
@@ -381,14 +437,34 @@ class Adam(Optimizer):
     def _update(
         self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict, work: np.ndarray
     ) -> None:
-        (beta1, beta2), lr, eps = group["betas"], group["lr"], group["eps"]
-        g = self._decay(p, g, group)
+        (beta1, beta2), lr = group["betas"], group["lr"]
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(p)
             state["exp_avg_sq"] = np.zeros_like(p)
         state["step"] += 1
-        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        t = state["step"]
+        flush = bool(self.flush_every) and t % self.flush_every == 0
+        # the bias corrections: 1 / (1 - beta1^t) goes on the step, sqrt(1 - beta2^t) on sqrt(v)
+        corrections = (lr / (1.0 - beta1**t), math.sqrt(1.0 - beta2**t))
+        arrays = (p, g, state["exp_avg"], state["exp_avg_sq"], work)
+        _elementwise(self._adam_update, arrays, (corrections, flush, group))
+
+    def _adam_update(
+        self,
+        p: np.ndarray,
+        g: np.ndarray,
+        m: np.ndarray,
+        v: np.ndarray,
+        work: np.ndarray,
+        corrections: tuple[float, float],
+        flush: bool,
+        group: dict,
+    ) -> None:
+        """Adam's rule on (pieces of) p, g, the moments m and v and scratch space, in place."""
+        (beta1, beta2), eps = group["betas"], group["eps"]
+        step_size, bias2 = corrections
+        g = self._decay(p, g, group)
         np.multiply(g, 1.0 - beta1, out=work)  # m = beta1 m + (1 - beta1) g
         m *= beta1
         m += work
@@ -396,14 +472,14 @@ class Adam(Optimizer):
         work *= 1.0 - beta2
         v *= beta2
         v += work
-        if self.flush_every and t % self.flush_every == 0:
+        if flush:
             _flush_denormals(m)
             _flush_denormals(v, nonnegative=True)
         np.sqrt(v, out=work)  # denominator sqrt(v) / sqrt(1 - beta2^t) + eps
-        work /= math.sqrt(1.0 - beta2**t)
+        work /= bias2
         work += eps
         np.divide(m, work, out=work)
-        work *= lr / (1.0 - beta1**t)
+        work *= step_size
         p -= work
 
 

@@ -6,6 +6,8 @@ seeded generator, PyTorch's parameter names and init, and state dicts."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import pytest
 import autograd
 import nn
 from autograd import Tensor
+from nn import attention as attention_module
 from nn import functional as F
 
 
@@ -440,3 +443,181 @@ def test_mha_state_dict_round_trip_and_errors(tmp_path) -> None:  # noqa: ANN001
         mha(Tensor(arr(2, 3, 5)), x, x)
     with pytest.raises(ValueError, match=r"key_padding_mask of shape \(3, 3\)"):
         mha(x, x, x, key_padding_mask=np.zeros((3, 3), bool))
+
+
+# ----- split over threads -------------------------------------------------------------------
+@pytest.fixture
+def threads() -> Iterator[Callable[[int], None]]:
+    """`autograd.set_num_threads`, with the count restored afterwards."""
+    before = autograd.get_num_threads()
+    yield autograd.set_num_threads
+    autograd.set_num_threads(before)
+
+
+def spy_pieces(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[int, int]]]:
+    """The pieces that each parallel_for call of nn.attention hands out, call by call (with
+    the split on, whatever OpenBLAS's settings: see `_blas_workers_sleep`)."""
+    monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", True)
+    calls: list[list[tuple[int, int]]] = []
+    real = attention_module.parallel_for
+
+    def spy(fn: Callable[[int, int], None], n: int, grain: int = 1) -> None:
+        pieces: list[tuple[int, int]] = []
+        calls.append(pieces)
+
+        def recorded(lo: int, hi: int) -> None:
+            pieces.append((lo, hi))
+            fn(lo, hi)
+
+        real(recorded, n, grain)
+
+    monkeypatch.setattr(attention_module, "parallel_for", spy)
+    return calls
+
+
+def f32(a: np.ndarray) -> Tensor:
+    return Tensor(a.astype(np.float32), requires_grad=True)
+
+
+Case = tuple[tuple[Tensor, ...], dict[str, Any]]  # (q, k, v[, float mask]), keyword arguments
+
+
+def sdpa_outputs(count: int, make: Callable[[], Case]) -> list[np.ndarray]:
+    """Output and gradients of one forward and backward on `count` threads."""
+    autograd.set_num_threads(count)
+    tensors, kwargs = make()
+    for t in tensors:
+        if not t.is_leaf:  # (heads split from one projection: views)
+            t.retain_grad()
+    autograd.manual_seed(3)  # (dropout's draws)
+    out = F.scaled_dot_product_attention(*tensors, **kwargs)
+    out.backward(np.cos(np.arange(out.size)).reshape(out.shape).astype(out.dtype))
+    return [out.data] + [t.grad for t in tensors]
+
+
+def causal_heads() -> Case:
+    return split_heads(f32(arr(5, 6, 3 * 8)), 2), {"is_causal": True}
+
+
+def broadcast_keys() -> Case:
+    return (f32(arr(5, 3, 4, 4)), f32(arr(1, 3, 6, 4, seed=1)), f32(arr(3, 6, 2, seed=2))), {}
+
+
+def long_rows() -> Case:
+    # 40 keys, pieces of 2 * 3 * 7 and 3 * 3 * 7 rows: one matrix-vector product over all
+    # rows would sum some rows differently from one over each piece's rows
+    tensors = (f32(arr(5, 3, 7, 8)), f32(arr(5, 3, 40, 8, seed=1)), f32(arr(5, 3, 40, 3, seed=2)))
+    return tensors, {}
+
+
+def bool_mask_with_a_dead_row() -> Case:
+    keep = np.random.default_rng(4).random((5, 4, 6)) > 0.4
+    keep[2, 1] = False
+    tensors = (f32(arr(5, 4, 3)), f32(arr(5, 6, 3, seed=1)), f32(arr(5, 6, 2, seed=2)))
+    return tensors, {"attn_mask": keep}
+
+
+def float_mask_with_grad() -> Case:
+    bias = arr(5, 4, 6, seed=5)
+    bias[3, 2] = -np.inf
+    tensors = (f32(arr(5, 4, 3)), f32(arr(5, 6, 3, seed=1)), f32(arr(5, 6, 2, seed=2)))
+    return tensors + (f32(bias),), {}
+
+
+def shared_float_mask_and_dropout() -> Case:
+    tensors = (f32(arr(5, 4, 3)), f32(arr(5, 6, 3, seed=1)), f32(arr(5, 6, 2, seed=2)))
+    mask = Tensor(arr(4, 6, seed=6).astype(np.float32))
+    return tensors, {"attn_mask": mask, "dropout_p": 0.3}
+
+
+def some_entries_overflow() -> Case:
+    q, k = np.ones((4, 3, 1)), arr(4, 3, 1, seed=1)
+    k[2, 1] = 1000.0  # entry 2 only: exp(score - key 0's) overflows, redone with the max
+    return (f32(q), f32(k), f32(arr(4, 3, 2, seed=2))), {"scale": 1.0}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        causal_heads,
+        broadcast_keys,
+        long_rows,
+        bool_mask_with_a_dead_row,
+        float_mask_with_grad,
+        shared_float_mask_and_dropout,
+        some_entries_overflow,
+    ],
+)
+def test_sdpa_split_over_threads_is_bitwise_the_one_thread_result(
+    make: Callable[[], Case],
+    threads: Callable[[int], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(attention_module, "_MIN_PIECE_SCORES", 1)  # split even these
+    calls = spy_pieces(monkeypatch)
+    one = sdpa_outputs(1, make)
+    two = sdpa_outputs(2, make)
+    # forward and backward in one piece on one thread, in two on two
+    assert [len(pieces) for pieces in calls] == [1, 1, 2, 2]
+    for a, b in zip(one, two, strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sdpa_split_overflow_still_exact(
+    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(attention_module, "_MIN_PIECE_SCORES", 1)
+    monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", True)
+    (q, k, v), _ = some_entries_overflow()
+    threads(2)
+    out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+    expected = attention_by_hand(*(t.data.astype(np.float64) for t in (q, k, v)), scale=1.0)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-6, atol=1e-7)
+    assert out.data[2, 0].tolist() == pytest.approx(v.data[2, 1].tolist(), rel=1e-6)
+
+
+def test_sdpa_benchmark_shapes_split_in_two(
+    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """q, k, v (16, 4, 64, 32) heads of one (16, 64, 384) projection, causal: two pieces of 8
+    batch entries on two threads, one call on one; the same bits either way."""
+
+    def make() -> Case:
+        return split_heads(f32(arr(16, 64, 3 * 128) * 0.5), 4), {"is_causal": True}
+
+    calls = spy_pieces(monkeypatch)
+    one = sdpa_outputs(1, make)
+    two = sdpa_outputs(2, make)
+    assert [sorted(pieces) for pieces in calls] == [[(0, 16)]] * 2 + [[(0, 8), (8, 16)]] * 2
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sdpa_small_inputs_run_inline(
+    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads(2)
+    calls = spy_pieces(monkeypatch)
+    q = f32(arr(2, 3, 4, 5))
+    F.scaled_dot_product_attention(q, q, q, is_causal=True).sum().backward()
+    assert calls == [[(0, 2)], [(0, 2)]]  # one call each, here (64k scores per piece at least)
+
+
+def test_sdpa_splits_only_where_openblas_workers_sleep(
+    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleep = attention_module._blas_workers_sleep
+    assert not sleep({})  # OpenBLAS's default: its idle workers spin for 2^28 cycles
+    assert sleep({"OPENBLAS_THREAD_TIMEOUT": "4"}) and sleep({"GOTO_THREAD_TIMEOUT": " 10"})
+    assert not sleep({"OPENBLAS_THREAD_TIMEOUT": "28"}) and not sleep(
+        {"OPENBLAS_THREAD_TIMEOUT": "x"}
+    )
+    assert sleep({"OPENBLAS_NUM_THREADS": "1"}) and sleep({"OMP_NUM_THREADS": "1"})
+    assert not sleep({"OPENBLAS_NUM_THREADS": "2"})
+    calls = spy_pieces(monkeypatch)
+    monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", False)
+    threads(2)
+    qkv = f32(arr(16, 64, 3 * 128) * 0.5)
+    F.scaled_dot_product_attention(*split_heads(qkv, 4), is_causal=True).sum().backward()
+    assert calls == [[(0, 1)], [(0, 1)]]  # the whole batch in one call each

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import pytest
 
@@ -152,3 +154,99 @@ def test_no_affine_gradient_and_output_left_alone_by_backward() -> None:
     y.backward(ga)
     np.testing.assert_allclose(x.grad, _hand_grads(xa, None, ga, 1e-5)[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(y.data, before)  # (backward reads it: it must not change it)
+
+
+# ----- split over threads -------------------------------------------------------------------
+@pytest.fixture
+def threads() -> Iterator[Callable[[int], None]]:
+    """`autograd.set_num_threads`, with the count restored afterwards."""
+    before = autograd.get_num_threads()
+    yield autograd.set_num_threads
+    autograd.set_num_threads(before)
+
+
+def spy_pieces(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[int, int]]]:
+    """The pieces that each parallel_for call of nn.functional hands out, call by call."""
+    calls: list[list[tuple[int, int]]] = []
+    real = F.parallel_for
+
+    def spy(fn: Callable[[int, int], None], n: int, grain: int = 1) -> None:
+        pieces: list[tuple[int, int]] = []
+        calls.append(pieces)
+
+        def recorded(lo: int, hi: int) -> None:
+            pieces.append((lo, hi))
+            fn(lo, hi)
+
+        real(recorded, n, grain)
+
+    monkeypatch.setattr(F, "parallel_for", spy)
+    return calls
+
+
+def layer_norm_outputs(count: int, x: np.ndarray, affine: str) -> list[np.ndarray | None]:
+    """Output and gradients of one forward and backward on `count` threads."""
+    autograd.set_num_threads(count)
+    n = x.shape[-1]
+    tx = Tensor(x, requires_grad=True)
+    w = (
+        Tensor(np.linspace(0.5, 2.0, n, dtype=x.dtype), requires_grad=True)
+        if "w" in affine
+        else None
+    )
+    b = (
+        Tensor(np.linspace(-1.0, 1.0, n, dtype=x.dtype), requires_grad=True)
+        if "b" in affine
+        else None
+    )
+    out = F.layer_norm(tx, n, w, b)
+    out.backward(np.sin(np.arange(out.size)).reshape(out.shape).astype(x.dtype))
+    return [out.data, tx.grad] + [t.grad for t in (w, b) if t is not None]
+
+
+@pytest.mark.parametrize("affine", ["wb", "w", "b", ""])
+def test_split_over_threads_is_bitwise_the_one_thread_result(
+    affine: str,
+    threads: Callable[[int], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # chunks of 5 rows, any number per piece: 33 rows are 6 chunks and a last one of 3, split
+    # after 15 rows (where one matrix-vector product over all rows would sum some rows
+    # differently from one over each piece's rows)
+    monkeypatch.setattr(F, "_LAYER_NORM_CHUNK_ROWS", 5)
+    monkeypatch.setattr(F, "_LAYER_NORM_PIECE_ELEMENTS", 1)
+    x = (np.random.default_rng(1).standard_normal((3, 11, 37)) * 3 + 1).astype(np.float32)
+    one = layer_norm_outputs(1, x, affine)
+    calls = spy_pieces(monkeypatch)
+    two = layer_norm_outputs(2, x, affine)
+    assert [sorted(pieces) for pieces in calls] == [[(0, 3), (3, 7)]] * 2
+    expected = _hand(x.astype(np.float64), 1, *(two_affine(37, affine)), 1e-5)
+    np.testing.assert_allclose(two[0], expected, rtol=1e-5, atol=1e-5)
+    for a, b in zip(one, two, strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+
+
+def two_affine(n: int, affine: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    w = np.linspace(0.5, 2.0, n, dtype=np.float32) if "w" in affine else None
+    b = np.linspace(-1.0, 1.0, n, dtype=np.float32) if "b" in affine else None
+    return w, b
+
+
+def test_small_and_benchmark_inputs_run_inline_large_ones_split(
+    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(40, 6) and the benchmark's (16, 64, 128) in one call each, here; (4096, 1024), 4M
+    elements, in two pieces of 32 chunks of 64 rows on two threads, the same bits as one."""
+    threads(2)
+    calls = spy_pieces(monkeypatch)
+    layer_norm_outputs(2, np.ones((40, 6), np.float32) * np.arange(6, dtype=np.float32), "wb")
+    layer_norm_outputs(2, np.random.default_rng(2).random((16, 64, 128), np.float32), "wb")
+    assert calls == [[(0, 1)], [(0, 1)], [(0, 16)], [(0, 16)]]
+    calls.clear()
+    x = np.random.default_rng(3).standard_normal((4096, 1024)).astype(np.float32)
+    one = layer_norm_outputs(1, x, "wb")
+    two = layer_norm_outputs(2, x, "wb")
+    assert [sorted(pieces) for pieces in calls] == [[(0, 64)]] * 2 + [[(0, 32), (32, 64)]] * 2
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 
+import autograd
 from autograd import Tensor
 from nn import optim
 from nn.optim import flatten_state_dict, unflatten_state_dict
@@ -368,3 +370,131 @@ def test_scheduler_state_dict_resumes_the_sequence() -> None:
     assert [(sched2.step(), sched2.get_last_lr()[0])[1] for _ in range(3)] == expected
     with pytest.raises(ValueError, match="step_size"):
         optim.lr_scheduler.StepLR(opt, step_size=0)
+
+
+# ----- split over threads -------------------------------------------------------------------
+@pytest.fixture
+def threads() -> Iterator[Callable[[int], None]]:
+    """`autograd.set_num_threads`, with the count restored afterwards."""
+    before = autograd.get_num_threads()
+    yield autograd.set_num_threads
+    autograd.set_num_threads(before)
+
+
+def spy_pieces(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[int, int]]]:
+    """The pieces that each parallel_for call of nn.optim hands out, call by call."""
+    calls: list[list[tuple[int, int]]] = []
+    real = optim.parallel_for
+
+    def spy(fn: Callable[[int, int], None], n: int, grain: int = 1) -> None:
+        pieces: list[tuple[int, int]] = []
+        calls.append(pieces)
+
+        def recorded(lo: int, hi: int) -> None:
+            pieces.append((lo, hi))
+            fn(lo, hi)
+
+        real(recorded, n, grain)
+
+    monkeypatch.setattr(optim, "parallel_for", spy)
+    return calls
+
+
+SPLIT_CASES = {
+    "sgd": lambda ps: optim.SGD(ps, lr=0.1),
+    "sgd decay": lambda ps: optim.SGD(ps, lr=0.1, weight_decay=0.3),
+    "sgd nesterov decay": lambda ps: optim.SGD(
+        ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.3
+    ),
+    "sgd dampening": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.8, dampening=0.25),
+    "adam l2": lambda ps: optim.Adam(ps, lr=0.01, weight_decay=0.1),
+    "adamw": lambda ps: optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+}
+
+
+def run_steps(
+    count: int, make: Callable[[list[Tensor]], optim.Optimizer], steps: int = 3
+) -> list[np.ndarray]:
+    """Parameters and state arrays after `steps` updates on `count` threads: one parameter
+    of 35 entries (split), one of 3 (not), gradients that change from step to step."""
+    autograd.set_num_threads(count)
+    rng = np.random.default_rng(0)
+    big = Tensor(rng.standard_normal((7, 5)).astype(np.float32), requires_grad=True)
+    small = Tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
+    opt = make([big, small])
+    opt.flush_every = 2  # (the flush runs piece by piece too)
+    for step in range(steps):
+        for p in (big, small):
+            p.grad = np.cos(p.data * (step + 1) + np.arange(p.size).reshape(p.shape))
+            p.grad = p.grad.astype(np.float32)
+        opt.step()
+    state = [a for p in (big, small) for a in opt.state.get(p, {}).values()]
+    return [big.data, small.data] + [a for a in state if isinstance(a, np.ndarray)]
+
+
+@pytest.mark.parametrize("name", sorted(SPLIT_CASES))
+def test_split_over_threads_is_bitwise_the_one_thread_result(
+    name: str,
+    threads: Callable[[int], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(optim, "_PIECE_ELEMENTS", 8)  # pieces of 8 entries or more
+    one = run_steps(1, SPLIT_CASES[name])
+    calls = spy_pieces(monkeypatch)
+    two = run_steps(2, SPLIT_CASES[name])
+    # the 35 entries in two pieces on every step; the 3 in one call, without parallel_for
+    assert [sorted(pieces) for pieces in calls] == [[(0, 17), (17, 35)]] * 3
+    states = {"sgd": 0, "sgd decay": 0}.get(name, 4 if "adam" in name else 2)
+    assert len(one) == len(two) == 2 + states  # (momentum buffers, Adam's two moments)
+    for a, b in zip(one, two, strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+
+
+def test_split_adamw_matches_the_rule_by_hand(
+    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(optim, "_PIECE_ELEMENTS", 8)
+    threads(2)
+    p0 = np.linspace(-1.0, 1.0, 40).astype(np.float32)
+    g = np.cos(np.arange(40.0)).astype(np.float32)
+    p = Tensor(p0.copy(), requires_grad=True)
+    opt = optim.AdamW([p], lr=0.01, weight_decay=0.1)
+    p.grad = g
+    opt.step()
+    # one step: m = 0.1 g, v = 0.001 g^2, p = p (1 - lr wd) - lr m / 0.1 / (sqrt(v / 0.001) + eps)
+    m, v = 0.1 * g.astype(np.float64), 0.001 * g.astype(np.float64) ** 2
+    expected = p0 * (1 - 0.01 * 0.1) - 0.01 * (m / 0.1) / (np.sqrt(v / 0.001) + 1e-8)
+    np.testing.assert_allclose(p.data, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_which_parameters_are_split(
+    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default 1M entries and more are split (pieces of 512k); the benchmark models'
+    parameters (65k entries at most) and strided ones update in one call, here."""
+    calls = spy_pieces(monkeypatch)
+    for count in (1, 2):
+        threads(count)
+        big = Tensor(np.linspace(-1, 1, 1 << 20, dtype=np.float32), requires_grad=True)
+        big.grad = np.cos(np.arange(1 << 20, dtype=np.float32))
+        opt = optim.AdamW([big])
+        opt.step()
+        if count == 1:
+            one = [big.data, *opt.state[big].values()]
+    assert [sorted(pieces) for pieces in calls] == [
+        [(0, 1 << 20)],
+        [(0, 1 << 19), (1 << 19, 1 << 20)],
+    ]
+    for a, b in zip(one, [big.data, *opt.state[big].values()], strict=True):
+        np.testing.assert_array_equal(a, b)
+    calls.clear()
+    small = Tensor(np.ones((512, 128), np.float32), requires_grad=True)
+    small.grad = np.ones((512, 128), np.float32)
+    optim.AdamW([small]).step()
+    monkeypatch.setattr(optim, "_PIECE_ELEMENTS", 8)
+    strided = Tensor(np.ones((8, 6), np.float32), requires_grad=True)
+    strided.grad = np.arange(48, dtype=np.float32).reshape(6, 8).T  # not C-contiguous
+    optim.SGD([strided], lr=0.5).step()
+    assert calls == []
+    np.testing.assert_array_equal(strided.data, 1 - 0.5 * np.arange(48.0).reshape(6, 8).T)
