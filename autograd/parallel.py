@@ -7,19 +7,37 @@ loops, so the halves of a batch computed on two Python threads do run at once.
 
     parallel_for(lambda lo, hi: out[lo:hi] = work(x[lo:hi]), len(x), grain=...)
 
-`set_num_threads(n)` (PyTorch's name) sets how many threads (default: the cores this process
-may use); `train_mnist.py --threads` sets it with the BLAS threads. Python threads do not spin
-while they wait, so a busy neighbour process costs no more than its share of the CPU.
+`set_num_threads(n)` (PyTorch's name) sets how many threads. The default is the cores this
+process may use when OpenBLAS's idle workers sleep (`OPENBLAS_THREAD_TIMEOUT=4` set before
+numpy loads, as `train_mnist.py` and `python -m benchmarks` do, or one BLAS thread), else 1:
+a worker spinning after each threaded product holds the second core. Python threads do not
+spin while they wait, so a busy neighbour process costs no more than its share of the CPU.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel_for"]
+__all__ = ["blas_workers_sleep", "get_num_threads", "set_num_threads", "parallel_for"]
+
+
+def blas_workers_sleep(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether OpenBLAS leaves no worker thread spinning between calls: with one thread
+    (OPENBLAS_NUM_THREADS or OMP_NUM_THREADS = 1), or OPENBLAS_THREAD_TIMEOUT (read when numpy
+    loads OpenBLAS) of at most 10, i.e. 2^10 cycles. By default its idle workers spin
+    (yielding) for 2^28 cycles, ~0.1 s, after every threaded product, so in a training step one
+    of them is always running on the second core, and a second Python thread then shares that
+    core with it. Measured in the char-transformer step (2 cores, the OpenBLAS default):
+    attention fwd + bwd 8.7 ms split over 2 threads against 7.7 in one piece; with
+    OPENBLAS_THREAD_TIMEOUT=4, 6.8 split against 8.2."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if env.get(name, "").strip() == "1":
+            return True
+    timeout = env.get("OPENBLAS_THREAD_TIMEOUT", env.get("GOTO_THREAD_TIMEOUT", "")).strip()
+    return timeout.isdigit() and int(timeout) <= 10
 
 
 def _available_cores() -> int:
@@ -29,7 +47,9 @@ def _available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_num_threads = _available_cores()
+# The default: every core this process may use, where splitting pays (see
+# `blas_workers_sleep`, read once: OpenBLAS reads its settings when numpy loads it), else 1.
+_num_threads = _available_cores() if blas_workers_sleep() else 1
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _in_worker = threading.local()  # a kernel called inside a worker runs inline (no nesting)

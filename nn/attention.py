@@ -35,15 +35,14 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import autograd
 from autograd import Tensor
-from autograd.parallel import parallel_for
+from autograd.parallel import blas_workers_sleep, parallel_for
 
 from . import init
 from .functional import _recorded_backward, dropout, linear
@@ -341,20 +340,7 @@ def _row_sums(a: np.ndarray) -> np.ndarray:
 _MIN_PIECE_SCORES = 1 << 16
 
 
-def _blas_workers_sleep(env: Mapping[str, str] = os.environ) -> bool:
-    """Whether OpenBLAS leaves no worker thread spinning between calls: with one thread
-    (OPENBLAS_NUM_THREADS or OMP_NUM_THREADS = 1), or OPENBLAS_THREAD_TIMEOUT (read when numpy
-    loads OpenBLAS) of at most 10, i.e. 2^10 cycles. By default its idle workers spin
-    (yielding) for 2^28 cycles, ~0.1 s, after every threaded product, so in a training step one
-    of them is always running on the second core, and a second Python thread then shares that
-    core with it. Measured in the char-transformer step (2 cores, 2 threads, the OpenBLAS
-    default): attention fwd + bwd per step 8.7 ms split against 7.7 in one piece; with
-    OPENBLAS_THREAD_TIMEOUT=4, 6.8 split against 8.2."""
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        if env.get(name, "").strip() == "1":
-            return True
-    timeout = env.get("OPENBLAS_THREAD_TIMEOUT", env.get("GOTO_THREAD_TIMEOUT", "")).strip()
-    return timeout.isdigit() and int(timeout) <= 10
+_blas_workers_sleep = blas_workers_sleep  # (autograd.parallel's: the measurement is there)
 
 
 # Split over threads only where that pays (see `_blas_workers_sleep`).
