@@ -19,24 +19,31 @@ a layout change at its first conv (N x C x H x W: the input images) and at `flat
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from autograd import Tensor, once_differentiable
+from autograd.parallel import get_num_threads, parallel_for
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d"]
 
-# Work buffers: im2col is computed in blocks of about this many bytes, into one buffer that
-# each thread reuses from call to call (col2im's products go there too). Measured on the
-# benchmark CNN's second conv (batch 128, one BLAS thread): 2-4 MiB blocks take 14.0 ms
+# Work buffers: im2col is computed in blocks of about this many bytes, each into a buffer that
+# the thread computing it reuses from call to call (col2im's products go there too). Measured
+# on the benchmark CNN's second conv (batch 128, one BLAS thread): 2-4 MiB blocks take 14.0 ms
 # forward and 28.0 ms backward, one whole-batch im2col (a 29 MB matrix) 16.3 and 32.6 ms.
 # Not smaller: with two BLAS threads and one core busy elsewhere every matmul call waits
 # for a thread hand-over, and 2 MiB blocks made a training step ~1.5x slower than 8 MiB.
+# With several autograd threads the blocks are shared out, each block's copies and matmul on
+# one thread (see `_run_blocks`), so that one block's copies run beside another's product;
+# wherever the matmuls run on one BLAS thread the blocks are half as long, so that two
+# threads' buffers take what one did (and 1 and 2 threads cut the same blocks).
 _CHUNK_BYTES = 4 << 20
 # col2im adds each kernel offset's gradient in bands of output rows of about this many bytes
 _COL2IM_BYTES = 4 << 20
@@ -117,6 +124,54 @@ def _empty_in_layout(order: tuple[int, ...], shape: tuple[int, ...], dtype: Any)
     return np.empty([shape[axis] for axis in order], dtype).transpose(np.argsort(order))
 
 
+# A thread's piece of a memory-bound kernel has at least this many elements: smaller work runs
+# inline, where handing it to a second thread (~20-50 us) would cost more than it saves.
+_GRAIN_ELEMENTS = 1 << 17
+
+
+def _flat_in_memory(*arrays: np.ndarray) -> list[np.ndarray] | None:
+    """1-D views of same-shaped arrays, each in its memory order, such that element k of
+    every view is the same index of the arrays; None unless all of them are contiguous in
+    the memory order of the first (a transposed C-contiguous array, such as HWNC, is)."""
+    order = _axis_order(arrays[0])
+    flats = []
+    for a in arrays:
+        in_order = a.transpose(order)
+        if not in_order.flags.c_contiguous:
+            return None
+        flats.append(in_order.reshape(-1))
+    return flats
+
+
+def _in_pieces(
+    a: np.ndarray, axes: Sequence[int], body: Callable[[tuple[slice, ...]], None]
+) -> None:
+    """Call `body(index)` for pieces `a[index]` that cover `a`, cut along its outermost axis in
+    memory among `axes`, one piece per autograd thread, each of at least `_GRAIN_ELEMENTS`
+    (smaller arrays: one piece, here). `body` must write only what belongs to its piece.
+    (Cutting the pieces into cache-sized blocks measured no faster: the pools' passes are
+    few, and each block's ufunc calls cost microseconds.)"""
+    long_axes = [axis for axis in axes if a.shape[axis] > 1] or list(axes[:1])
+    axis = max(long_axes, key=lambda ax: abs(a.strides[ax]))
+    length = a.shape[axis]
+    per_index = max(1, a.size // max(length, 1))
+    lead = (slice(None),) * axis
+    parallel_for(
+        lambda lo, hi: body(lead + (slice(lo, hi),)),
+        length,
+        max(1, -(-_GRAIN_ELEMENTS // per_index)),
+    )
+
+
+def _fill(a: np.ndarray, value: float) -> None:
+    """a[...] = value, shared out over threads when a is large and contiguous in memory."""
+    flat = _flat_in_memory(a) if a.size >= 2 * _GRAIN_ELEMENTS else None
+    if flat is None:
+        a[...] = value
+    else:
+        parallel_for(lambda lo, hi: flat[0][lo:hi].fill(value), a.size, _GRAIN_ELEMENTS)
+
+
 def release_buffers() -> None:
     """Drop the calling thread's work buffer, e.g. before measuring peak memory from a clean
     start."""
@@ -142,20 +197,96 @@ def _hwnc_padded(x: np.ndarray, ph: int, pw: int, dtype: np.dtype) -> np.ndarray
     return xp
 
 
-def _chunks(ho: int, wo: int, n: int, row_bytes: int) -> Iterator[tuple[int, int, int, int]]:
+def _chunks(ho: int, wo: int, n: int, row_bytes: int) -> list[tuple[int, int, int, int]]:
     """Blocks (y0, y1, x0, x1) of output positions whose im2col rows, (y, x, n) in order, are
-    contiguous and about `_CHUNK_BYTES` long: bands of whole output rows, or pieces of one
-    row when a single output row is larger than that."""
+    contiguous and at most about `limit` bytes long (see `_CHUNK_BYTES`): bands of whole
+    output rows (of equal heights, give or take one), or pieces of one row when a single
+    output row is larger."""
+    limit = _CHUNK_BYTES // 2 if _sharing_blocks() or _blas_single_threaded() else _CHUNK_BYTES
     per_y = wo * n * row_bytes
-    if per_y <= _CHUNK_BYTES:
-        step = max(1, _CHUNK_BYTES // per_y)
-        for y0 in range(0, ho, step):
-            yield y0, min(y0 + step, ho), 0, wo
+    if per_y <= limit:
+        count = -(-ho * per_y // limit)
+        bounds = [ho * k // count for k in range(count + 1)]
+        return [(y0, y1, 0, wo) for y0, y1 in itertools.pairwise(bounds) if y1 > y0]
+    step = max(1, limit // (n * row_bytes))
+    return [(y, y + 1, x0, min(x0 + step, wo)) for y in range(ho) for x0 in range(0, wo, step)]
+
+
+def _share_out(count: int, task: Callable[[int], None]) -> None:
+    """task(k) for every k in range(count), on autograd's threads: each thread takes the next
+    k when it is done with its last, so that one slowed by a busy core takes fewer. A task
+    writes only its own part of the result: the outcome does not depend on who ran what."""
+    ticket = itertools.count()  # (next() on it is atomic under the GIL)
+
+    def worker(lo: int, hi: int) -> None:
+        while (k := next(ticket)) < count:
+            task(k)
+
+    parallel_for(worker, min(count, get_num_threads()), 1)
+
+
+_blas = {"libs": None, "depth": 0, "saved": []}  # see `_one_blas_thread`
+_blas_lock = threading.Lock()
+
+
+def _blas_libs() -> list[Any]:
+    """threadpoolctl's controllers of the BLAS libraries numpy uses (none without it)."""
+    if _blas["libs"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            controllers = ThreadpoolController().lib_controllers
+            _blas["libs"] = [lib for lib in controllers if lib.user_api == "blas"]
+        except Exception:  # noqa: BLE001 (no threadpoolctl, or it failed: blocks in order)
+            _blas["libs"] = []
+    return _blas["libs"]
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread inside (the previous counts restored after, by the outermost of
+    several user threads inside at once)."""
+    libs = _blas_libs()
+    with _blas_lock:
+        if _blas["depth"] == 0:
+            _blas["saved"] = [lib.get_num_threads() for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _blas["depth"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas["depth"] -= 1
+            if _blas["depth"] == 0:
+                for lib, count in zip(libs, _blas["saved"], strict=True):
+                    lib.set_num_threads(count)
+
+
+def _blas_single_threaded() -> bool:
+    """Whether every BLAS library numpy uses runs on one thread (False when none is known)."""
+    libs = _blas_libs()
+    return bool(libs) and all(lib.get_num_threads() == 1 for lib in libs)
+
+
+def _sharing_blocks() -> bool:
+    """Whether conv2d shares its blocks out over autograd's threads: there are several (see
+    `autograd.parallel`: by default only where OpenBLAS's idle workers sleep), and BLAS's
+    thread count can be set, so that each block's matmul runs on one BLAS thread."""
+    return get_num_threads() > 1 and bool(_blas_libs())
+
+
+def _run_blocks(count: int, task: Callable[[int], None]) -> None:
+    """task(k) for k in range(count), each writing only its own part of the result: shared
+    out over autograd's threads with one BLAS thread per matmul (see `_sharing_blocks`;
+    two BLAS threads under each of two Python threads would put four on two cores), else
+    in order, here, with BLAS's own threads."""
+    if count > 1 and _sharing_blocks():
+        with _one_blas_thread():
+            _share_out(count, task)
     else:
-        step = max(1, _CHUNK_BYTES // (n * row_bytes))
-        for y in range(ho):
-            for x0 in range(0, wo, step):
-                yield y, y + 1, x0, min(x0 + step, wo)
+        for k in range(count):
+            task(k)
 
 
 class _Im2col:
@@ -181,35 +312,37 @@ class _Im2col:
         self.width = self.k + ones  # columns
         self.transposed = self.c < _TRANSPOSED_BELOW_C
 
-    def blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
-        """(first row, end row, the (rows, columns) matrix of those rows) for each block; the
-        matrix is a view of a work buffer, overwritten by the next block."""
-        (kh, kw), (sh, sw), (ho, wo), n, c = self.kernel, self.stride, self.out_hw, self.n, self.c
-        itemsize = self.xp.dtype.itemsize
-        for y0, y1, x0, x1 in _chunks(ho, wo, n, self.width * itemsize):
-            rows, cols = y1 - y0, x1 - x0
-            count = rows * cols * n
-            band = self.xp[y0 * sh : (y1 - 1) * sh + kh, x0 * sw : (x1 - 1) * sw + kw]
-            if self.transposed:
-                buf = _scratch("work", (self.width, count), self.xp.dtype)
-                dst = buf[: self.k].reshape(kh, kw, c, rows, cols, n)
-                for i in range(kh):
-                    for j in range(kw):
-                        src = band[i : i + sh * rows : sh, j : j + sw * cols : sw]
-                        dst[i, j] = src.transpose(3, 0, 1, 2)  # (c, rows, cols, n)
-                if self.ones:
-                    buf[self.k] = 1
-                matrix = buf.T
-            else:
-                buf = _scratch("work", (count, self.width), self.xp.dtype)
-                windows = sliding_window_view(band, (kh, kw), axis=(0, 1))[::sh, ::sw]
-                dst = buf[:, : self.k].reshape(rows, cols, n, kh, kw, c)
-                np.copyto(dst, windows.transpose(0, 1, 2, 4, 5, 3))  # (rows, cols, n, kh, kw, c)
-                if self.ones:
-                    buf[:, self.k] = 1
-                matrix = buf
-            start = (y0 * wo + x0) * n
-            yield start, start + count, matrix
+        self.chunks = _chunks(*out_hw, self.n, self.width * xp.dtype.itemsize)
+
+    def block(self, index: int) -> tuple[int, int, np.ndarray]:
+        """(first row, end row, the (rows, columns) matrix of those rows) of block `index`
+        (of `len(self.chunks)`); the matrix is a view of the calling thread's work buffer,
+        overwritten by its next block."""
+        (kh, kw), (sh, sw), wo, n, c = self.kernel, self.stride, self.out_hw[1], self.n, self.c
+        y0, y1, x0, x1 = self.chunks[index]
+        rows, cols = y1 - y0, x1 - x0
+        count = rows * cols * n
+        band = self.xp[y0 * sh : (y1 - 1) * sh + kh, x0 * sw : (x1 - 1) * sw + kw]
+        if self.transposed:
+            buf = _scratch("work", (self.width, count), self.xp.dtype)
+            dst = buf[: self.k].reshape(kh, kw, c, rows, cols, n)
+            for i in range(kh):
+                for j in range(kw):
+                    src = band[i : i + sh * rows : sh, j : j + sw * cols : sw]
+                    dst[i, j] = src.transpose(3, 0, 1, 2)  # (c, rows, cols, n)
+            if self.ones:
+                buf[self.k] = 1
+            matrix = buf.T
+        else:
+            buf = _scratch("work", (count, self.width), self.xp.dtype)
+            windows = sliding_window_view(band, (kh, kw), axis=(0, 1))[::sh, ::sw]
+            dst = buf[:, : self.k].reshape(rows, cols, n, kh, kw, c)
+            np.copyto(dst, windows.transpose(0, 1, 2, 4, 5, 3))  # (rows, cols, n, kh, kw, c)
+            if self.ones:
+                buf[:, self.k] = 1
+            matrix = buf
+        start = (y0 * wo + x0) * n
+        return start, start + count, matrix
 
 
 def _col2im(
@@ -222,24 +355,41 @@ def _col2im(
     """The padded input gradient (Hp, Wp, N, C) of a convolution, from its output gradient
     d (rows (y, x, n), O) and weights w_blocks (kh, kw, C, O): for each kernel offset (i, j)
     the input positions it read get d @ w[i, j].T, added as one block of whole rows.
-    Computed in bands of output rows, so that each product stays in cache for its add."""
+
+    Computed in bands of input rows, each band by one thread (see `_share_out`): for each
+    offset (i, j) in order, the product of the output rows that reach the band, added while
+    it is in cache. Every position sums its terms in the order of (i, j), whatever the bands.
+    """
     kh, kw, c, o = w_blocks.shape
     (sh, sw), (ho, wo) = stride, out_hw
-    n = padded_shape[2]
+    hp, n = padded_shape[0], padded_shape[2]
     dxp = np.empty(padded_shape, d.dtype)
-    dxp[...] = 0
     per_y = wo * n
-    step = max(1, _COL2IM_BYTES // (per_y * c * d.dtype.itemsize))
-    for y0 in range(0, ho, step):
-        y1 = min(y0 + step, ho)
-        rows = d[y0 * per_y : y1 * per_y]
-        part = _scratch("work", (len(rows), c), d.dtype)
+    # a band's products: about _COL2IM_BYTES (kh / sh output rows per input row)
+    out_rows = max(1, _COL2IM_BYTES // (per_y * c * d.dtype.itemsize))
+    step = max(1, out_rows * sh)
+    if d.size * c >= _GRAIN_ELEMENTS and _sharing_blocks():
+        # bands enough to keep every thread busy (the sums don't depend on them)
+        step = min(step, -(-hp // (4 * get_num_threads())))
+    bands = [(r0, min(r0 + step, hp)) for r0 in range(0, hp, step)]
+
+    def band(k: int) -> None:
+        r0, r1 = bands[k]
+        dxp[r0:r1] = 0
         for i in range(kh):
+            # the output rows y with r0 <= y * sh + i < r1
+            y0, y1 = max(0, -(-(r0 - i) // sh)), min(ho, -(-(r1 - i) // sh))
+            if y1 <= y0:
+                continue
+            rows = d[y0 * per_y : y1 * per_y]
+            part = _scratch("work", (len(rows), c), d.dtype)
+            top = y0 * sh + i
             for j in range(kw):
                 np.matmul(rows, w_blocks[i, j].T, out=part)
-                top = y0 * sh + i
                 region = dxp[top : top + sh * (y1 - y0) : sh, j : j + sw * wo : sw]
                 region += part.reshape(y1 - y0, wo, n, c)
+
+    _run_blocks(len(bands), band)
     return dxp
 
 
@@ -259,6 +409,12 @@ def conv2d(
     column of ones. Backward recomputes im2col block by block for the weight gradient
     (saving the input, not the 9x larger matrix), and adds each kernel offset's input
     gradient, g @ w[:, :, i, j], onto the padded input gradient (col2im).
+
+    With several autograd threads (`autograd.set_num_threads`) the blocks are shared out over
+    them, each matmul on one BLAS thread; every block writes its own rows and the weight
+    gradient sums the blocks in order, so the result is the same for any thread count as long
+    as BLAS runs on one thread. (With one autograd thread the matmuls use BLAS's threads,
+    whose products round differently in the last bits.)
     """
     x, weight = _tensor(x), _tensor(weight)
     if x.ndim == 3:
@@ -294,8 +450,12 @@ def conv2d(
     if bias is not None:
         w_rows[k] = bias.data
     out = np.empty((ho * wo * n, o), dtype)
-    for start, end, matrix in im2col.blocks():
+
+    def forward_block(k: int) -> None:
+        start, end, matrix = im2col.block(k)
         np.matmul(matrix, w_rows, out=out[start:end])
+
+    _run_blocks(len(im2col.chunks), forward_block)
     data = out.reshape(ho, wo, n, o).transpose(2, 3, 0, 1)  # NCHW view of HWNC memory
 
     need_x, need_w = x.requires_grad, weight.requires_grad
@@ -313,12 +473,17 @@ def conv2d(
         d = (d if d.flags.c_contiguous else np.ascontiguousarray(d)).reshape(ho * wo * n, o)
         gx = gw = gb = None
         if need_w:
-            acc = np.empty((im2col.width, o), dtype)  # rows (i, j, c), then the bias's
-            part = np.empty_like(acc)
-            for block, (start, end, matrix) in enumerate(im2col.blocks()):
-                np.matmul(matrix.T, d[start:end], out=acc if block == 0 else part)
-                if block:
-                    acc += part
+            # each block's product (rows (i, j, c), then the bias's), summed in block order
+            parts = np.empty((len(im2col.chunks), im2col.width, o), dtype)
+
+            def weight_block(k: int) -> None:
+                start, end, matrix = im2col.block(k)
+                np.matmul(matrix.T, d[start:end], out=parts[k])
+
+            _run_blocks(len(parts), weight_block)
+            acc = parts[0]
+            for part in parts[1:]:
+                acc += part
             gw = np.ascontiguousarray(acc[:k].reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
             if need_b:
                 gb = acc[k].copy()
@@ -388,6 +553,29 @@ def _windows(
     ]
 
 
+def _combine_windows(
+    views: list[np.ndarray], combine: np.ufunc, divisor: np.ndarray | None = None
+) -> np.ndarray:
+    """combine(combine(views[0], views[1]), views[2])... (then / divisor): a new array in the
+    views' memory layout, computed in pieces on autograd's threads (see `_in_pieces`)."""
+    first = views[0]
+    data = _empty_in_layout(_axis_order(first), first.shape, first.dtype)
+
+    def piece(index: tuple[slice, ...]) -> None:
+        part = data[index]
+        if len(views) == 1:
+            part[...] = first[index]
+        else:
+            combine(first[index], views[1][index], out=part)
+        for view in views[2:]:
+            combine(part, view[index], out=part)
+        if divisor is not None:
+            part /= divisor
+
+    _in_pieces(data, range(data.ndim), piece)
+    return data
+
+
 def _like(g: np.ndarray, out: np.ndarray) -> np.ndarray:
     """The gradient g in the memory layout of `out` (a copy only when they differ, as after
     `flatten`, whose gradient is NCHW): ufuncs over mixed layouts crawl."""
@@ -395,7 +583,11 @@ def _like(g: np.ndarray, out: np.ndarray) -> np.ndarray:
     if _axis_order(g) == order:
         return g
     same = _empty_in_layout(order, out.shape, g.dtype)
-    same[...] = g
+
+    def copy(index: tuple[slice, ...]) -> None:
+        same[index] = g[index]
+
+    _in_pieces(same, range(same.ndim), copy)
     return same
 
 
@@ -420,13 +612,7 @@ def max_pool2d(
     kernel, strides, (ph, pw), ho, wo = _pool_setup("max_pool2d", x, kernel_size, stride, padding)
     xp = _padded(x.data, ph, pw, -np.inf)
     views = _windows(xp, kernel, strides, ho, wo)
-    data = _empty_in_layout(_axis_order(views[0]), views[0].shape, xp.dtype)
-    if len(views) == 1:
-        data[...] = views[0]
-    else:
-        np.maximum(views[0], views[1], out=data)
-    for view in views[2:]:
-        np.maximum(data, view, out=data)
+    data = _combine_windows(views, np.maximum)
     overlapping = strides[0] < kernel[0] or strides[1] < kernel[1]
     # the windows cover the padded input exactly: backward writes every position once
     covered = strides == kernel and xp.shape[2:] == (ho * kernel[0], wo * kernel[1])
@@ -438,29 +624,36 @@ def max_pool2d(
         gd, top = _like(g.data, out.data), out.data
         dxp = _empty_in_layout(order, xp.shape, gd.dtype)
         if not covered:
-            dxp[...] = 0
+            _fill(dxp, 0)
         targets = _windows(dxp, kernel, strides, ho, wo)
 
-        def route(target: np.ndarray, first: np.ndarray) -> None:
-            if overlapping:
-                target += gd * first
-            else:
-                np.multiply(gd, first, out=target)
+        def backward_piece(index: tuple[slice, ...]) -> None:
+            grad, peak = gd[index], top[index]
 
-        if len(views) == 1:
-            route(targets[0], np.ones((), dtype=bool))
-        else:
+            def route(target: np.ndarray, first: np.ndarray) -> None:
+                if overlapping:
+                    target += grad * first
+                else:
+                    np.multiply(grad, first, out=target)
+
+            if len(views) == 1:
+                route(targets[0][index], np.ones((), dtype=bool))
+                return
             # taken: the windows whose first maximum an earlier offset already was
-            taken = np.equal(views[0], top)
-            route(targets[0], taken)
+            taken = np.equal(views[0][index], peak)
+            route(targets[0][index], taken)
             seen, first = np.empty_like(taken), np.empty_like(taken)
             for view, target in zip(views[1:-1], targets[1:-1], strict=True):
-                np.equal(view, top, out=seen)
+                np.equal(view[index], peak, out=seen)
                 np.greater(seen, taken, out=first)  # seen and not taken
                 np.logical_or(taken, seen, out=taken)
-                route(target, first)
+                route(target[index], first)
             # the last offset is the maximum wherever no earlier one was
-            route(targets[-1], np.logical_not(taken, out=first))
+            route(targets[-1][index], np.logical_not(taken, out=first))
+
+        # overlapping windows add into shared input positions: pieces of whole images or
+        # channels then (never a band of rows), so that no two threads add to one position
+        _in_pieces(top, (0, 1) if overlapping else range(4), backward_piece)
         gx = dxp[:, :, ph : ph + h, pw : pw + w]
         return once_differentiable("max_pool2d", (x, g), (gx,))
 
@@ -493,10 +686,7 @@ def avg_pool2d(
     xp = _padded(x.data, ph, pw, 0.0)
     views = _windows(xp, kernel, strides, ho, wo)
     divisor = np.asarray(len(views), dtype=x.dtype)
-    data = views[0] + views[1] if len(views) > 1 else views[0].copy(order="K")
-    for view in views[2:]:
-        data += view
-    data /= divisor
+    data = _combine_windows(views, np.add, divisor)
     overlapping = strides[0] < kernel[0] or strides[1] < kernel[1]
     covered = strides == kernel and xp.shape[2:] == (ho * kernel[0], wo * kernel[1])
     order, padded_shape, (h, w) = _axis_order(xp), xp.shape, x.shape[2:]
@@ -506,12 +696,19 @@ def avg_pool2d(
         share = g.data / divisor
         dxp = _empty_in_layout(order, padded_shape, share.dtype)
         if not covered or overlapping:
-            dxp[...] = 0
-        for target in _windows(dxp, kernel, strides, ho, wo):
-            if overlapping:
-                target += share
-            else:
-                target[...] = share
+            _fill(dxp, 0)
+        targets = _windows(dxp, kernel, strides, ho, wo)
+
+        def backward_piece(index: tuple[slice, ...]) -> None:
+            part = share[index]
+            for target in targets:
+                if overlapping:
+                    target[index] += part
+                else:
+                    target[index] = part
+
+        # (overlapping windows: pieces of whole images or channels, as in max_pool2d)
+        _in_pieces(share, (0, 1) if overlapping else range(4), backward_piece)
         gx = dxp[:, :, ph : ph + h, pw : pw + w]
         return once_differentiable("avg_pool2d", (g,), (gx,))
 

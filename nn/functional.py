@@ -30,7 +30,7 @@ import numpy as np
 from autograd import Tensor, generator, grad, is_grad_enabled
 from autograd.parallel import parallel_for
 
-from .convolution import avg_pool2d, conv2d, max_pool2d
+from .convolution import _GRAIN_ELEMENTS, _flat_in_memory, avg_pool2d, conv2d, max_pool2d
 
 __all__ = [
     "relu",
@@ -94,15 +94,42 @@ def _recorded_backward(
 # ----- activations (composed: thin wrappers over the Tensor methods) ------------------------
 def relu(x: Tensor) -> Tensor:
     """max(x, 0); the gradient is g * (out > 0). The same op as `Tensor.relu`; numpy keeps
-    x's memory layout (a conv's HWNC) in the result and in the gradient."""
+    x's memory layout (a conv's HWNC) in the result and in the gradient.
+
+    Large arrays are cut, in memory order, into pieces computed on `autograd`'s threads
+    (numpy's loops run on one core); elementwise, so the result is the same on any count."""
     x = _tensor(x)
-    data = np.maximum(x.data, 0)
+    xd = x.data
+    data = np.empty_like(xd)  # (order "K": x's memory layout)
+    flats = _flat_in_memory(xd, data) if xd.size >= 2 * _GRAIN_ELEMENTS else None
+    if flats is None:
+        np.maximum(xd, 0, out=data)
+    else:
+        src, dst = flats
+
+        def piece(lo: int, hi: int) -> None:
+            np.maximum(src[lo:hi], 0, out=dst[lo:hi])
+
+        parallel_for(piece, len(src), _GRAIN_ELEMENTS)
 
     def backward(g: Tensor, out: Tensor) -> tuple:
-        mask = out.data > 0  # constant: relu'' = 0
         if is_grad_enabled():  # create_graph: record the product
-            return (g * mask,)
-        return (Tensor._from_array(np.multiply(g.data, mask)),)
+            return (g * (out.data > 0),)  # the mask is constant: relu'' = 0
+        gd, od = g.data, out.data
+        # g * mask through a bool temporary: np.where and copyto(where=) measured 7-9x slower
+        grad = np.empty_like(od, dtype=gd.dtype)
+        big = od.size >= 2 * _GRAIN_ELEMENTS and gd.shape == od.shape
+        flats = _flat_in_memory(od, gd, grad) if big else None
+        if flats is None:
+            np.multiply(gd, od > 0, out=grad)
+        else:
+            of, gf, rf = flats
+
+            def piece(lo: int, hi: int) -> None:
+                np.multiply(gf[lo:hi], of[lo:hi] > 0, out=rf[lo:hi])
+
+            parallel_for(piece, len(of), _GRAIN_ELEMENTS)
+        return (Tensor._from_array(grad),)
 
     return Tensor._from_op(data, (x,), "relu", backward, saved=(), saves_output=True)
 

@@ -7,12 +7,15 @@ blocks of whole output rows and pieces of one row)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import autograd
 from autograd import Tensor, gradcheck
+from autograd.parallel import parallel_for
 from nn import convolution
 from nn import functional as F
 
@@ -481,3 +484,202 @@ def test_relu_keeps_the_layout() -> None:
     np.testing.assert_array_equal(x.grad, g * (values > 0))
     leaf = stored(values[:1, :2, :4, :4].copy(), "hwnc")
     assert autograd.gradgradcheck(lambda t: F.relu(viewed(t, "hwnc")) ** 2, [leaf])
+
+
+# ----- autograd threads: the same results on one and on two -----------------------------------
+@pytest.fixture
+def split_small(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Pieces of a few elements (test-sized arrays are split too); yields the piece counts of
+    every parallel_for call; restores the thread count."""
+    monkeypatch.setattr(convolution, "_GRAIN_ELEMENTS", 8)
+    monkeypatch.setattr(F, "_GRAIN_ELEMENTS", 8)  # (relu's own import of it)
+    pieces: list[int] = []
+
+    def counting(fn, n, grain=1):  # noqa: ANN001, ANN202
+        pieces.append(min(autograd.get_num_threads(), n // max(grain, 1)))
+        return parallel_for(fn, n, grain)
+
+    monkeypatch.setattr(convolution, "parallel_for", counting)
+    monkeypatch.setattr(F, "parallel_for", counting)
+    before = autograd.get_num_threads()
+    yield pieces
+    autograd.set_num_threads(before)
+
+
+def on_threads(count: int, run) -> list[np.ndarray]:  # noqa: ANN001
+    autograd.set_num_threads(count)
+    return [np.array(a) for a in run()]
+
+
+def float32_with_ties(shape: tuple[int, ...], layout: str) -> Tensor:
+    """Small integers (ties in most pooling windows, zeros for ReLU) in `layout`'s memory."""
+    values = np.random.default_rng(3).integers(-3, 4, shape).astype(np.float32)
+    return Tensor(LAYOUTS[layout](values), requires_grad=True)
+
+
+POOL_CASES = [  # op, kernel, stride, padding
+    ("max", 2, None, 0),  # tiled, covering the input
+    ("max", (2, 3), None, 0),  # remainder rows and columns: the zero fill
+    ("max", 3, 2, 1),  # overlapping, padded
+    ("avg", 2, None, 0),
+    ("avg", 3, 1, 1),  # overlapping, padded
+]
+
+
+@pytest.mark.parametrize("layout", ["hwnc", "nchw"])
+@pytest.mark.parametrize("op, kernel, stride, padding", POOL_CASES)
+def test_pools_same_on_one_and_two_threads(
+    split_small: list[int],
+    op: str,
+    kernel,
+    stride,
+    padding,
+    layout: str,  # noqa: ANN001
+) -> None:
+    pool = F.max_pool2d if op == "max" else F.avg_pool2d
+
+    def run() -> list[np.ndarray]:
+        x = float32_with_ties((4, 3, 7, 8), layout)
+        y = pool(x, kernel, stride, padding)
+        g = np.random.default_rng(5).standard_normal(y.shape).astype(np.float32)
+        y.backward(Tensor(g))  # (NCHW: the HWNC output's gradient is copied into its layout)
+        return [y.data, x.grad]
+
+    one = on_threads(1, run)
+    assert max(split_small) == 1
+    split_small.clear()
+    two = on_threads(2, run)
+    assert max(split_small) == 2  # the pieces did run on two threads
+    for a, b in zip(one, two, strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    if op == "max":  # and they are the definition's (first maximum of each window)
+        values = float32_with_ties((4, 3, 7, 8), "nchw").data.astype(np.float64)
+        g = np.random.default_rng(5).standard_normal(one[0].shape).astype(np.float32)
+        kernel2 = _pair(kernel)
+        out, grad = max_pool_by_definition(
+            values, g.astype(np.float64), kernel2, _pair(stride or kernel2), _pair(padding)
+        )
+        np.testing.assert_array_equal(two[0], out)
+        np.testing.assert_allclose(two[1], grad, rtol=1e-6, atol=1e-6)
+
+
+def _pair(v) -> tuple[int, int]:  # noqa: ANN001
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def test_max_pool_two_threads_first_maximum_hand_example(split_small: list[int]) -> None:
+    # every 2x2 window of a tied plane routes its gradient to its top-left element, in each
+    # piece of the split: rows 0-1 and rows 2-3 of the output go to different threads
+    autograd.set_num_threads(2)
+    x = Tensor(hwnc(np.zeros((2, 2, 8, 8), np.float32)), requires_grad=True)
+    y = F.max_pool2d(x, 2)
+    y.backward(Tensor(hwnc(np.ones((2, 2, 4, 4), np.float32))))
+    expected = np.zeros((8, 8), np.float32)
+    expected[::2, ::2] = 1
+    np.testing.assert_array_equal(x.grad, np.broadcast_to(expected, (2, 2, 8, 8)))
+    assert max(split_small) == 2
+
+
+def test_relu_same_on_one_and_two_threads(split_small: list[int]) -> None:
+    def run() -> list[np.ndarray]:
+        x = float32_with_ties((4, 3, 6, 5), "hwnc")
+        y = F.relu(x)
+        g = hwnc(np.random.default_rng(5).standard_normal(y.shape).astype(np.float32))
+        y.backward(Tensor(g))
+        return [y.data, x.grad, g]
+
+    one = on_threads(1, run)
+    split_small.clear()
+    two = on_threads(2, run)
+    assert max(split_small) == 2
+    values = float32_with_ties((4, 3, 6, 5), "hwnc").data
+    np.testing.assert_array_equal(two[0], np.maximum(values, 0))
+    np.testing.assert_array_equal(two[1], two[2] * (values > 0))  # zeros pass nothing
+    assert two[0].dtype == two[1].dtype == np.float32
+    assert axis_order(two[0]) == axis_order(two[1]) == (2, 3, 0, 1)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", CONV_CASES)
+def test_conv2d_same_on_one_and_two_threads(
+    split_small: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    shape,
+    kernel,
+    stride,
+    padding,  # noqa: ANN001
+) -> None:
+    # many blocks and col2im bands, one BLAS thread: bit for bit the same on 1 and 2 threads
+    monkeypatch.setattr(convolution, "_CHUNK_BYTES", 300)
+    monkeypatch.setattr(convolution, "_COL2IM_BYTES", 200)
+    shared: list[int] = []
+    share_out = convolution._share_out
+    monkeypatch.setattr(
+        convolution,
+        "_share_out",
+        lambda count, task: (shared.append(count), share_out(count, task)),
+    )
+    o, kh, kw = kernel
+    rng = np.random.default_rng(11)
+    values = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((o, shape[1], kh, kw)).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+
+    def run() -> list[np.ndarray]:
+        x = Tensor(values.copy(), requires_grad=True)
+        weight, bias = Tensor(w.copy(), requires_grad=True), Tensor(b.copy(), requires_grad=True)
+        y = F.conv2d(x, weight, bias, stride, padding)
+        y.backward(Tensor(np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape)))
+        return [y.data, x.grad, weight.grad, bias.grad]
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = on_threads(1, run)
+        assert not shared
+        two = on_threads(2, run)
+    assert shared and max(shared) > 1  # blocks and bands shared out
+    for a, b_ in zip(one, two, strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b_)
+    expected = conv_by_definition(values, w, b, stride, padding)
+    np.testing.assert_allclose(two[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_gradcheck_on_two_threads(
+    split_small: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the shared blocks and the bands of input rows (stride 2: every other row has no term
+    # from some kernel rows), against finite differences
+    monkeypatch.setattr(convolution, "_CHUNK_BYTES", 300)
+    monkeypatch.setattr(convolution, "_COL2IM_BYTES", 100)
+    autograd.set_num_threads(2)
+    x, weight, bias = rand(2, 4, 7, 6), rand(3, 4, 3, 2), rand(3)
+    weights = weights_like(F.conv2d(x, weight, bias, (2, 1), (1, 1)).shape)
+    assert gradcheck(lambda a, w, b: F.conv2d(a, w, b, (2, 1), (1, 1)) * weights, [x, weight, bias])
+
+
+def test_col2im_sums_do_not_depend_on_the_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    n, c, o, ho, wo = 3, 4, 5, 6, 4
+    d = rng.standard_normal((ho * wo * n, o)).astype(np.float32)
+    w_blocks = rng.standard_normal((3, 3, c, o)).astype(np.float32)
+    padded = (2 * ho + 1, wo + 2, n, c)  # stride (2, 1) over 3x3, padding (0, 1) folded in
+    results = []
+    for band_bytes in (1 << 30, 1000, 1):  # one band, a few, one input row each
+        monkeypatch.setattr(convolution, "_COL2IM_BYTES", band_bytes)
+        results.append(convolution._col2im(d, w_blocks, padded, (2, 1), (ho, wo)))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
+def test_conv2d_on_two_threads_restores_the_blas_threads(split_small: list[int]) -> None:
+    if not threadpool_info():
+        pytest.skip("threadpoolctl finds no BLAS library")
+    autograd.set_num_threads(2)
+    x, weight = rand(2, 3, 9, 9), rand(4, 3, 3, 3)
+    with threadpool_limits(limits=2, user_api="blas"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(convolution, "_CHUNK_BYTES", 300)
+            F.conv2d(x, weight, padding=1).sum().backward()
+        assert {b["num_threads"] for b in threadpool_info() if b["user_api"] == "blas"} == {2}
