@@ -724,41 +724,32 @@ def masked_fill_(x: Tensor, mask: Any, value: Any) -> Tensor:
     return x
 
 
-def _compare(ufunc: np.ufunc, name: str):  # noqa: ANN202
-    def compare(a: Tensor, b: Any) -> Tensor:
-        other = lift(b, a)
-        return Tensor(_broadcast(name, ufunc, a, other))
+def _elementwise_constant(ufunc: np.ufunc, name: str, kinds: str = ""):  # noqa: ANN202
+    """A comparison (or, with `kinds`, a logical op on those dtype kinds only): a result that
+    is not differentiable, as PyTorch's."""
 
-    compare.__name__ = name
-    return compare
-
-
-lt = _compare(np.less, "lt")
-le = _compare(np.less_equal, "le")
-gt = _compare(np.greater, "gt")
-ge = _compare(np.greater_equal, "ge")
-eq = _compare(np.equal, "eq")
-ne = _compare(np.not_equal, "ne")
-
-
-def _logical(ufunc: np.ufunc, name: str):  # noqa: ANN202
-    """`&`, `|`, `^` of bool or integer tensors (masks): not differentiable, as PyTorch's."""
-
-    def logical(a: Any, b: Any) -> Tensor:
+    def op(a: Any, b: Any) -> Tensor:
         a, b = (a, lift(b, a)) if isinstance(a, Tensor) else (lift(a, b), b)
-        if a.dtype.kind not in "biu" or b.dtype.kind not in "biu":
+        if kinds and (a.dtype.kind not in kinds or b.dtype.kind not in kinds):
             raise TypeError(
                 f"{name}: needs bool or integer tensors, got dtypes {a.dtype} and {b.dtype}"
             )
         return Tensor(_broadcast(name, ufunc, a, b))
 
-    logical.__name__ = name
-    return logical
+    op.__name__ = name
+    return op
 
 
-bitwise_and = _logical(np.bitwise_and, "bitwise_and")
-bitwise_or = _logical(np.bitwise_or, "bitwise_or")
-bitwise_xor = _logical(np.bitwise_xor, "bitwise_xor")
+lt = _elementwise_constant(np.less, "lt")
+le = _elementwise_constant(np.less_equal, "le")
+gt = _elementwise_constant(np.greater, "gt")
+ge = _elementwise_constant(np.greater_equal, "ge")
+eq = _elementwise_constant(np.equal, "eq")
+ne = _elementwise_constant(np.not_equal, "ne")
+# `&`, `|`, `^` of masks (bool) or integer tensors
+bitwise_and = _elementwise_constant(np.bitwise_and, "bitwise_and", "biu")
+bitwise_or = _elementwise_constant(np.bitwise_or, "bitwise_or", "biu")
+bitwise_xor = _elementwise_constant(np.bitwise_xor, "bitwise_xor", "biu")
 
 
 def bitwise_not(x: Tensor) -> Tensor:

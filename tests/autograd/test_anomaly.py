@@ -93,3 +93,18 @@ def test_finite_backward_passes_in_anomaly_mode() -> None:
     with detect_anomaly():
         x.sqrt().sum().backward()
     np.testing.assert_allclose(x.grad, [0.5, 0.25])
+
+
+def test_a_nan_in_the_second_piece_of_a_split_is_caught_where_it_lands() -> None:
+    """The engine adds a split's pieces straight into one buffer (`GradPiece`): anomaly mode
+    checks that buffer after the piece that arrives second too (here a's, from a NaN output
+    gradient: b, made later, is processed first)."""
+    x = Tensor([4.0, 1.0], requires_grad=True, dtype=np.float64)
+    with detect_anomaly():
+        a, b = (x * 1.0).split(1)  # ANOMALY-SPLIT
+        with pytest.raises(RuntimeError) as info:
+            autograd.grad([a, b], [x], grad_outputs=[np.array([np.nan]), np.array([1.0])])
+    message = str(info.value)
+    assert "the backward of 'split' produced NaN in the gradient of its input 0" in message
+    assert "(shape (2,))" in message
+    assert f"test_anomaly.py:{_line_of('ANOMALY-SPLIT')}" in message

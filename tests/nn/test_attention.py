@@ -6,7 +6,7 @@ seeded generator, PyTorch's parameter names and init, and state dicts."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -446,35 +446,6 @@ def test_mha_state_dict_round_trip_and_errors(tmp_path) -> None:  # noqa: ANN001
 
 
 # ----- split over threads -------------------------------------------------------------------
-@pytest.fixture
-def threads() -> Iterator[Callable[[int], None]]:
-    """`autograd.set_num_threads`, with the count restored afterwards."""
-    before = autograd.get_num_threads()
-    yield autograd.set_num_threads
-    autograd.set_num_threads(before)
-
-
-def spy_pieces(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[int, int]]]:
-    """The pieces that each parallel_for call of nn.attention hands out, call by call (with
-    the split on, whatever OpenBLAS's settings: see `_blas_workers_sleep`)."""
-    monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", True)
-    calls: list[list[tuple[int, int]]] = []
-    real = attention_module.parallel_for
-
-    def spy(fn: Callable[[int, int], None], n: int, grain: int = 1) -> None:
-        pieces: list[tuple[int, int]] = []
-        calls.append(pieces)
-
-        def recorded(lo: int, hi: int) -> None:
-            pieces.append((lo, hi))
-            fn(lo, hi)
-
-        real(recorded, n, grain)
-
-    monkeypatch.setattr(attention_module, "parallel_for", spy)
-    return calls
-
-
 def f32(a: np.ndarray) -> Tensor:
     return Tensor(a.astype(np.float32), requires_grad=True)
 
@@ -549,12 +520,14 @@ def some_entries_overflow() -> Case:
     ],
 )
 def test_sdpa_split_over_threads_is_bitwise_the_one_thread_result(
+    spy_parallel_for: Callable,
     make: Callable[[], Case],
     threads: Callable[[int], None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(attention_module, "_MIN_PIECE_SCORES", 1)  # split even these
-    calls = spy_pieces(monkeypatch)
+    monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", True)  # (whatever BLAS does)
+    calls = spy_parallel_for(attention_module)
     one = sdpa_outputs(1, make)
     two = sdpa_outputs(2, make)
     # forward and backward in one piece on one thread, in two on two
@@ -578,7 +551,7 @@ def test_sdpa_split_overflow_still_exact(
 
 
 def test_sdpa_benchmark_shapes_split_in_two(
-    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+    spy_parallel_for: Callable, threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """q, k, v (16, 4, 64, 32) heads of one (16, 64, 384) projection, causal: two pieces of 8
     batch entries on two threads, one call on one; the same bits either way."""
@@ -586,7 +559,8 @@ def test_sdpa_benchmark_shapes_split_in_two(
     def make() -> Case:
         return split_heads(f32(arr(16, 64, 3 * 128) * 0.5), 4), {"is_causal": True}
 
-    calls = spy_pieces(monkeypatch)
+    monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", True)  # (whatever BLAS does)
+    calls = spy_parallel_for(attention_module)
     one = sdpa_outputs(1, make)
     two = sdpa_outputs(2, make)
     assert [sorted(pieces) for pieces in calls] == [[(0, 16)]] * 2 + [[(0, 8), (8, 16)]] * 2
@@ -595,17 +569,18 @@ def test_sdpa_benchmark_shapes_split_in_two(
 
 
 def test_sdpa_small_inputs_run_inline(
-    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+    spy_parallel_for: Callable, threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads(2)
-    calls = spy_pieces(monkeypatch)
+    monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", True)  # (whatever BLAS does)
+    calls = spy_parallel_for(attention_module)
     q = f32(arr(2, 3, 4, 5))
     F.scaled_dot_product_attention(q, q, q, is_causal=True).sum().backward()
     assert calls == [[(0, 2)], [(0, 2)]]  # one call each, here (64k scores per piece at least)
 
 
 def test_sdpa_splits_only_where_openblas_workers_sleep(
-    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+    spy_parallel_for: Callable, threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sleep = attention_module._blas_workers_sleep
     assert not sleep({})  # OpenBLAS's default: its idle workers spin for 2^28 cycles
@@ -615,7 +590,8 @@ def test_sdpa_splits_only_where_openblas_workers_sleep(
     )
     assert sleep({"OPENBLAS_NUM_THREADS": "1"}) and sleep({"OMP_NUM_THREADS": "1"})
     assert not sleep({"OPENBLAS_NUM_THREADS": "2"})
-    calls = spy_pieces(monkeypatch)
+    monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", True)  # (whatever BLAS does)
+    calls = spy_parallel_for(attention_module)
     monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", False)
     threads(2)
     qkv = f32(arr(16, 64, 3 * 128) * 0.5)

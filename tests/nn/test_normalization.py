@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -157,33 +157,6 @@ def test_no_affine_gradient_and_output_left_alone_by_backward() -> None:
 
 
 # ----- split over threads -------------------------------------------------------------------
-@pytest.fixture
-def threads() -> Iterator[Callable[[int], None]]:
-    """`autograd.set_num_threads`, with the count restored afterwards."""
-    before = autograd.get_num_threads()
-    yield autograd.set_num_threads
-    autograd.set_num_threads(before)
-
-
-def spy_pieces(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[int, int]]]:
-    """The pieces that each parallel_for call of nn.functional hands out, call by call."""
-    calls: list[list[tuple[int, int]]] = []
-    real = F.parallel_for
-
-    def spy(fn: Callable[[int, int], None], n: int, grain: int = 1) -> None:
-        pieces: list[tuple[int, int]] = []
-        calls.append(pieces)
-
-        def recorded(lo: int, hi: int) -> None:
-            pieces.append((lo, hi))
-            fn(lo, hi)
-
-        real(recorded, n, grain)
-
-    monkeypatch.setattr(F, "parallel_for", spy)
-    return calls
-
-
 def layer_norm_outputs(count: int, x: np.ndarray, affine: str) -> list[np.ndarray | None]:
     """Output and gradients of one forward and backward on `count` threads."""
     autograd.set_num_threads(count)
@@ -206,6 +179,7 @@ def layer_norm_outputs(count: int, x: np.ndarray, affine: str) -> list[np.ndarra
 
 @pytest.mark.parametrize("affine", ["wb", "w", "b", ""])
 def test_split_over_threads_is_bitwise_the_one_thread_result(
+    spy_parallel_for: Callable,
     affine: str,
     threads: Callable[[int], None],
     monkeypatch: pytest.MonkeyPatch,
@@ -217,7 +191,7 @@ def test_split_over_threads_is_bitwise_the_one_thread_result(
     monkeypatch.setattr(F, "_LAYER_NORM_PIECE_ELEMENTS", 1)
     x = (np.random.default_rng(1).standard_normal((3, 11, 37)) * 3 + 1).astype(np.float32)
     one = layer_norm_outputs(1, x, affine)
-    calls = spy_pieces(monkeypatch)
+    calls = spy_parallel_for(F)
     two = layer_norm_outputs(2, x, affine)
     assert [sorted(pieces) for pieces in calls] == [[(0, 3), (3, 7)]] * 2
     expected = _hand(x.astype(np.float64), 1, *(two_affine(37, affine)), 1e-5)
@@ -234,12 +208,12 @@ def two_affine(n: int, affine: str) -> tuple[np.ndarray | None, np.ndarray | Non
 
 
 def test_small_and_benchmark_inputs_run_inline_large_ones_split(
-    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+    spy_parallel_for: Callable, threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """(40, 6) and the benchmark's (16, 64, 128) in one call each, here; (4096, 1024), 4M
     elements, in two pieces of 32 chunks of 64 rows on two threads, the same bits as one."""
     threads(2)
-    calls = spy_pieces(monkeypatch)
+    calls = spy_parallel_for(F)
     layer_norm_outputs(2, np.ones((40, 6), np.float32) * np.arange(6, dtype=np.float32), "wb")
     layer_norm_outputs(2, np.random.default_rng(2).random((16, 64, 128), np.float32), "wb")
     assert calls == [[(0, 1)], [(0, 1)], [(0, 16)], [(0, 16)]]

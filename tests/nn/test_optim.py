@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -373,33 +373,6 @@ def test_scheduler_state_dict_resumes_the_sequence() -> None:
 
 
 # ----- split over threads -------------------------------------------------------------------
-@pytest.fixture
-def threads() -> Iterator[Callable[[int], None]]:
-    """`autograd.set_num_threads`, with the count restored afterwards."""
-    before = autograd.get_num_threads()
-    yield autograd.set_num_threads
-    autograd.set_num_threads(before)
-
-
-def spy_pieces(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[int, int]]]:
-    """The pieces that each parallel_for call of nn.optim hands out, call by call."""
-    calls: list[list[tuple[int, int]]] = []
-    real = optim.parallel_for
-
-    def spy(fn: Callable[[int, int], None], n: int, grain: int = 1) -> None:
-        pieces: list[tuple[int, int]] = []
-        calls.append(pieces)
-
-        def recorded(lo: int, hi: int) -> None:
-            pieces.append((lo, hi))
-            fn(lo, hi)
-
-        real(recorded, n, grain)
-
-    monkeypatch.setattr(optim, "parallel_for", spy)
-    return calls
-
-
 SPLIT_CASES = {
     "sgd": lambda ps: optim.SGD(ps, lr=0.1),
     "sgd decay": lambda ps: optim.SGD(ps, lr=0.1, weight_decay=0.3),
@@ -434,13 +407,14 @@ def run_steps(
 
 @pytest.mark.parametrize("name", sorted(SPLIT_CASES))
 def test_split_over_threads_is_bitwise_the_one_thread_result(
+    spy_parallel_for: Callable,
     name: str,
     threads: Callable[[int], None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(optim, "_PIECE_ELEMENTS", 8)  # pieces of 8 entries or more
     one = run_steps(1, SPLIT_CASES[name])
-    calls = spy_pieces(monkeypatch)
+    calls = spy_parallel_for(optim)
     two = run_steps(2, SPLIT_CASES[name])
     # the 35 entries in two pieces on every step; the 3 in one call, without parallel_for
     assert [sorted(pieces) for pieces in calls] == [[(0, 17), (17, 35)]] * 3
@@ -469,11 +443,11 @@ def test_split_adamw_matches_the_rule_by_hand(
 
 
 def test_which_parameters_are_split(
-    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+    spy_parallel_for: Callable, threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """By default 1M entries and more are split (pieces of 512k); the benchmark models'
     parameters (65k entries at most) and strided ones update in one call, here."""
-    calls = spy_pieces(monkeypatch)
+    calls = spy_parallel_for(optim)
     for count in (1, 2):
         threads(count)
         big = Tensor(np.linspace(-1, 1, 1 << 20, dtype=np.float32), requires_grad=True)

@@ -1,0 +1,45 @@
+"""Fixtures for the nn kernels that split their work over `autograd.parallel`'s threads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+import pytest
+
+import autograd
+
+Pieces = list[list[tuple[int, int]]]
+
+
+@pytest.fixture
+def threads() -> Iterator[Callable[[int], None]]:
+    """`autograd.set_num_threads`, with the count restored afterwards."""
+    before = autograd.get_num_threads()
+    yield autograd.set_num_threads
+    autograd.set_num_threads(before)
+
+
+@pytest.fixture
+def spy_parallel_for(monkeypatch: pytest.MonkeyPatch) -> Callable[[ModuleType], Pieces]:
+    """`spy(module)`: from then on, the pieces that each `parallel_for` call of `module` hands
+    out, call by call (the calls still run)."""
+
+    def spy(module: ModuleType) -> Pieces:
+        calls: Pieces = []
+        real = module.parallel_for
+
+        def recording(fn: Callable[[int, int], None], n: int, grain: int = 1) -> None:
+            pieces: list[tuple[int, int]] = []
+            calls.append(pieces)
+
+            def recorded(lo: int, hi: int) -> None:
+                pieces.append((lo, hi))
+                fn(lo, hi)
+
+            real(recorded, n, grain)
+
+        monkeypatch.setattr(module, "parallel_for", recording)
+        return calls
+
+    return spy
