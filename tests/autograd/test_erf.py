@@ -316,3 +316,51 @@ def test_float32_gelu_is_the_same_on_one_thread_and_two() -> None:
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
     assert np.isnan(results[0][1][100_000]) and results[0][0][7] == np.inf
+
+
+def test_float32_gelu_gradient_from_the_forward_table() -> None:
+    """float32 gelu that needs a gradient computes its slope Phi + x phi in the forward pass
+    (first-order density from the table row); against the float64 slope on the grid."""
+    x = _float32_grid()
+    x = x[np.abs(x) <= 14]
+    x64 = x.astype(np.float64)
+    exact = elementwise._by_blocks(x64, cdf=True) + x64 * np.exp(-x64 * x64 / 2) / math.sqrt(
+        2 * math.pi
+    )
+    t = Tensor(x, requires_grad=True)
+    t.gelu().backward(np.ones_like(x))
+    assert t.grad.dtype == np.float32
+    err = np.abs(t.grad.astype(np.float64) - exact)
+    # measured (the backward's exp formula before it in brackets): 1.9e-7 (1.5e-7) absolute,
+    # 1.6 ulp of the slope's largest value, 1.08; relative 5.5e-7 (5.5e-7) where
+    # |slope| >= 0.1, away from its zero at x = -0.75; 3.7e-6 (2.1e-6) in the left tail,
+    # phi to first order there: (x d)^2 / 2 <= 4e-6
+    assert err.max() <= 2.5e-7, f"max error {err.max()} at x = {x[np.argmax(err)]!r}"
+    away = np.abs(exact) >= 0.1
+    assert (err[away] / np.abs(exact[away])).max() <= 7e-7
+    tail = (x64 < -4) & (x64 > -11)
+    assert (err[tail] / np.abs(exact[tail])).max() <= 5e-6
+
+
+def test_float32_gelu_gradient_at_the_extremes_and_twice() -> None:
+    x = np.float32([0.0, 30.0, -30.0, 6.0, -6.0, np.inf, -np.inf, np.nan])
+    t = Tensor(x, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # -inf * 0 in the forward's value
+        t.gelu().backward(np.ones_like(x))
+    v = x[:5].astype(np.float64)
+    slope = [
+        0.5 * math.erfc(-a / math.sqrt(2)) + a * math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
+        for a in v
+    ]
+    np.testing.assert_allclose(t.grad[:5], slope, rtol=1e-6, atol=1e-30)
+    assert np.isnan(t.grad[5:]).all()  # x phi(x) = inf * 0 at +-inf, as PyTorch's formula
+    # create_graph: the slope's Phi is not kept, the recorded backward recomputes it
+    y = Tensor(np.float32([-1.5, 0.3, 2.0]), requires_grad=True)
+    (d1,) = autograd.grad(y.gelu().sum(), y, create_graph=True)
+    (d2,) = autograd.grad(d1.sum(), y)
+    w = y.data.astype(np.float64)
+    pdf = np.exp(-w * w / 2) / math.sqrt(2 * math.pi)
+    cdf = np.array([0.5 * math.erfc(-a / math.sqrt(2)) for a in w])
+    np.testing.assert_allclose(d1.data, cdf + w * pdf, rtol=1e-6)
+    np.testing.assert_allclose(d2.data, (2 - w * w) * pdf, rtol=1e-5)
