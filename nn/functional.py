@@ -513,6 +513,11 @@ def batch_norm(
         raise ValueError(
             f"batch_norm: expected input of shape (N, C) or (N, C, ...), got shape {x.shape}"
         )
+    if not isinstance(momentum, (int, float, np.floating)) or isinstance(momentum, bool):
+        raise TypeError(
+            f"batch_norm: momentum must be a number, got {momentum!r} (the modules' "
+            "momentum=None, a cumulative average, passes 1/n for the n-th batch)"
+        )
     channels = x.shape[1]
     for name, value in (
         ("running_mean", running_mean),

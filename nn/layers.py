@@ -369,15 +369,25 @@ class AvgPool2d(_Pool2d):
 # ----- normalisation ---------------------------------------------------------------------------
 class _BatchNorm(Module):
     """Normalises each channel (axis 1) with the batch's statistics in training, and with
-    running statistics (updated in training with `momentum`, unbiased variance) in eval."""
+    running statistics (updated in training with `momentum`, unbiased variance) in eval.
+    `momentum=None` keeps a cumulative average instead: the n-th training batch enters with
+    weight 1/n (PyTorch's rule), so the running statistics are the mean over all batches."""
 
     _input_ndims: tuple[int, ...] = ()
     _input_layout = ""
 
     def __init__(
-        self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
     ) -> None:
         super().__init__()
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(
+                f"{type(self).__name__}: momentum must be in [0, 1] or None, got {momentum}"
+            )
         self.num_features, self.eps, self.momentum, self.affine = (
             num_features, eps, momentum, affine,
         )  # fmt: skip
@@ -394,11 +404,14 @@ class _BatchNorm(Module):
                 f"{type(self).__name__}({self.num_features}): expected input "
                 f"{self._input_layout} with C={self.num_features}, got shape {x.shape}"
             )
+        momentum = self.momentum
         if self.training:
             self.num_batches_tracked.data += 1
+            if momentum is None:  # cumulative average: the n-th batch weighs 1/n
+                momentum = 1.0 / float(self.num_batches_tracked.data)
         return F.batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias,
-            self.training, self.momentum, self.eps,
+            self.training, 0.0 if momentum is None else momentum, self.eps,
         )  # fmt: skip
 
     def extra_repr(self) -> str:

@@ -20,7 +20,8 @@ def normalize_axes(op: str, axis: Axis, ndim: int, shape: tuple[int, ...]) -> tu
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     if any(not -ndim <= a < ndim for a in axes):
-        raise ValueError(f"{op}: axis {axis} is out of range for shape {shape}")
+        # numpy's AxisError is both a ValueError (numpy) and an IndexError (PyTorch's type)
+        raise np.exceptions.AxisError(f"{op}: axis {axis} is out of range for shape {shape}")
     result = tuple(sorted(int(a) % ndim for a in axes))
     if len(set(result)) != len(result):
         raise ValueError(f"{op}: repeated axis in {axis} for shape {shape}")

@@ -189,7 +189,8 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 
 def _axis(op: str, x: Tensor, axis: int) -> int:
     if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"{op}: axis {axis} is out of range for shape {x.shape}")
+        # numpy's AxisError is both a ValueError (numpy) and an IndexError (PyTorch's type)
+        raise np.exceptions.AxisError(f"{op}: axis {axis} is out of range for shape {x.shape}")
     return axis % x.ndim
 
 

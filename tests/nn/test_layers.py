@@ -362,6 +362,26 @@ def test_batchnorm_eval_uses_running_statistics():
     np.testing.assert_array_equal(bn.running_mean.data, [1.0, -2.0])
 
 
+def test_batchnorm_momentum_none_keeps_the_cumulative_average():
+    """PyTorch's momentum=None: the n-th training batch enters with weight 1/n, so the running
+    statistics are the plain mean of the batches' means and unbiased variances."""
+    rng = np.random.default_rng(3)
+    batches = [rng.normal(loc, 1.0 + loc, size=(5, 2)) for loc in (0.0, 2.0, -1.0)]
+    bn = nn.BatchNorm1d(2, momentum=None)
+    for b in batches:
+        bn(Tensor(b))
+    means = [b.mean(axis=0) for b in batches]
+    variances = [b.var(axis=0, ddof=1) for b in batches]
+    np.testing.assert_allclose(bn.running_mean.data, np.mean(means, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(bn.running_var.data, np.mean(variances, axis=0), rtol=1e-6)
+    assert bn.num_batches_tracked.item() == 3
+    assert "momentum=None" in repr(bn)
+    with pytest.raises(ValueError, match=r"BatchNorm2d: momentum must be in \[0, 1\] or None"):
+        nn.BatchNorm2d(2, momentum=1.5)
+    with pytest.raises(TypeError, match="batch_norm: momentum must be a number, got None"):
+        nn.functional.batch_norm(randn(3, 2), np.zeros(2), np.ones(2), training=True, momentum=None)
+
+
 def test_batchnorm_gradcheck_train_and_eval():
     check_layer(nn.BatchNorm1d(3), randn(5, 3, requires_grad=True))
     check_layer(nn.BatchNorm1d(2), randn(4, 2, 3, requires_grad=True))
