@@ -18,12 +18,21 @@ spin while they wait, so a busy neighbour process costs no more than its share o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-__all__ = ["blas_workers_sleep", "get_num_threads", "set_num_threads", "parallel_for"]
+__all__ = [
+    "blas_single_threaded",
+    "blas_workers_sleep",
+    "get_num_threads",
+    "one_blas_thread",
+    "parallel_for",
+    "set_num_threads",
+]
 
 
 def blas_workers_sleep(env: Mapping[str, str] = os.environ) -> bool:
@@ -116,3 +125,54 @@ def parallel_for(fn: Callable[[int, int], None], n: int, grain: int = 1) -> None
             error = error or e
     if error is not None:
         raise error
+
+
+# ----- BLAS's own thread count, for a while -------------------------------------------------
+_blas = {"libs": None, "depth": 0, "saved": []}  # see `one_blas_thread`
+_blas_lock = threading.Lock()
+
+
+def _blas_libs() -> list[Any]:
+    """threadpoolctl's controllers of the BLAS libraries numpy uses (none without it)."""
+    if _blas["libs"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            controllers = ThreadpoolController().lib_controllers
+            _blas["libs"] = [lib for lib in controllers if lib.user_api == "blas"]
+        except Exception:  # noqa: BLE001 (no threadpoolctl, or it failed: BLAS as it is)
+            _blas["libs"] = []
+    return _blas["libs"]
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread inside (the previous counts restored after, by the outermost of
+    several threads inside at once): for products split over `parallel_for`'s threads, or
+    small ones that cost less than waking a sleeping BLAS worker. A few µs to enter."""
+    libs = _blas_libs()
+    with _blas_lock:
+        if _blas["depth"] == 0:
+            _blas["saved"] = [lib.get_num_threads() for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _blas["depth"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas["depth"] -= 1
+            if _blas["depth"] == 0:
+                for lib, count in zip(libs, _blas["saved"], strict=True):
+                    lib.set_num_threads(count)
+
+
+def blas_single_threaded() -> bool:
+    """Whether every BLAS library numpy uses runs on one thread (False when none is known)."""
+    libs = _blas_libs()
+    return bool(libs) and all(lib.get_num_threads() == 1 for lib in libs)
+
+
+def blas_threads_settable() -> bool:
+    """Whether `one_blas_thread` can set BLAS's thread count (threadpoolctl found a library)."""
+    return bool(_blas_libs())

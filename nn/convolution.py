@@ -19,18 +19,23 @@ a layout change at its first conv (N x C x H x W: the input images) and at `flat
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from autograd import Tensor, once_differentiable
-from autograd.parallel import get_num_threads, parallel_for
+from autograd.parallel import (
+    blas_single_threaded,
+    blas_threads_settable,
+    get_num_threads,
+    one_blas_thread,
+    parallel_for,
+)
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d"]
 
@@ -202,7 +207,7 @@ def _chunks(ho: int, wo: int, n: int, row_bytes: int) -> list[tuple[int, int, in
     contiguous and at most about `limit` bytes long (see `_CHUNK_BYTES`): bands of whole
     output rows (of equal heights, give or take one), or pieces of one row when a single
     output row is larger."""
-    limit = _CHUNK_BYTES // 2 if _sharing_blocks() or _blas_single_threaded() else _CHUNK_BYTES
+    limit = _CHUNK_BYTES // 2 if _sharing_blocks() or blas_single_threaded() else _CHUNK_BYTES
     per_y = wo * n * row_bytes
     if per_y <= limit:
         count = -(-ho * per_y // limit)
@@ -225,55 +230,11 @@ def _share_out(count: int, task: Callable[[int], None]) -> None:
     parallel_for(worker, min(count, get_num_threads()), 1)
 
 
-_blas = {"libs": None, "depth": 0, "saved": []}  # see `_one_blas_thread`
-_blas_lock = threading.Lock()
-
-
-def _blas_libs() -> list[Any]:
-    """threadpoolctl's controllers of the BLAS libraries numpy uses (none without it)."""
-    if _blas["libs"] is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            controllers = ThreadpoolController().lib_controllers
-            _blas["libs"] = [lib for lib in controllers if lib.user_api == "blas"]
-        except Exception:  # noqa: BLE001 (no threadpoolctl, or it failed: blocks in order)
-            _blas["libs"] = []
-    return _blas["libs"]
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread inside (the previous counts restored after, by the outermost of
-    several user threads inside at once)."""
-    libs = _blas_libs()
-    with _blas_lock:
-        if _blas["depth"] == 0:
-            _blas["saved"] = [lib.get_num_threads() for lib in libs]
-            for lib in libs:
-                lib.set_num_threads(1)
-        _blas["depth"] += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas["depth"] -= 1
-            if _blas["depth"] == 0:
-                for lib, count in zip(libs, _blas["saved"], strict=True):
-                    lib.set_num_threads(count)
-
-
-def _blas_single_threaded() -> bool:
-    """Whether every BLAS library numpy uses runs on one thread (False when none is known)."""
-    libs = _blas_libs()
-    return bool(libs) and all(lib.get_num_threads() == 1 for lib in libs)
-
-
 def _sharing_blocks() -> bool:
     """Whether conv2d shares its blocks out over autograd's threads: there are several (see
     `autograd.parallel`: by default only where OpenBLAS's idle workers sleep), and BLAS's
     thread count can be set, so that each block's matmul runs on one BLAS thread."""
-    return get_num_threads() > 1 and bool(_blas_libs())
+    return get_num_threads() > 1 and blas_threads_settable()
 
 
 def _run_blocks(count: int, task: Callable[[int], None]) -> None:
@@ -282,7 +243,7 @@ def _run_blocks(count: int, task: Callable[[int], None]) -> None:
     two BLAS threads under each of two Python threads would put four on two cores), else
     in order, here, with BLAS's own threads."""
     if count > 1 and _sharing_blocks():
-        with _one_blas_thread():
+        with one_blas_thread():
             _share_out(count, task)
     else:
         for k in range(count):

@@ -33,6 +33,7 @@ Layouts: sequences are time-major `(T, N, features)` unless `batch_first=True`
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable
@@ -42,6 +43,7 @@ import numpy as np
 
 import autograd
 from autograd import Tensor
+from autograd.parallel import blas_workers_sleep, one_blas_thread
 
 from . import functional as F
 from . import init
@@ -100,27 +102,28 @@ def _layer_composed(
     cs: list[Tensor] = [zeros] * steps
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     H = hidden  # noqa: N806 (the equations' name)
-    for t in order:
-        hw = h @ w_hh.T
-        if b_hh is not None:
-            hw = hw + b_hh
-        a = xw[t]
-        if mode == "LSTM":
-            pre = a + hw
-            i, f = pre[:, :H].sigmoid(), pre[:, H : 2 * H].sigmoid()
-            g, o = pre[:, 2 * H : 3 * H].tanh(), pre[:, 3 * H :].sigmoid()
-            c = f * c + i * g
-            h = o * c.tanh()
-            cs[t] = c
-        elif mode == "GRU":
-            r = (a[:, :H] + hw[:, :H]).sigmoid()
-            z = (a[:, H : 2 * H] + hw[:, H : 2 * H]).sigmoid()
-            n = (a[:, 2 * H :] + r * hw[:, 2 * H :]).tanh()
-            h = (1.0 - z) * n + z * h
-        else:
-            pre = a + hw
-            h = pre.tanh() if mode == "RNN_TANH" else pre.relu()
-        hs[t] = h
+    with _step_blas():
+        for t in order:
+            hw = h @ w_hh.T
+            if b_hh is not None:
+                hw = hw + b_hh
+            a = xw[t]
+            if mode == "LSTM":
+                pre = a + hw
+                i, f = pre[:, :H].sigmoid(), pre[:, H : 2 * H].sigmoid()
+                g, o = pre[:, 2 * H : 3 * H].tanh(), pre[:, 3 * H :].sigmoid()
+                c = f * c + i * g
+                h = o * c.tanh()
+                cs[t] = c
+            elif mode == "GRU":
+                r = (a[:, :H] + hw[:, :H]).sigmoid()
+                z = (a[:, H : 2 * H] + hw[:, H : 2 * H]).sigmoid()
+                n = (a[:, 2 * H :] + r * hw[:, 2 * H :]).tanh()
+                h = (1.0 - z) * n + z * h
+            else:
+                pre = a + hw
+                h = pre.tanh() if mode == "RNN_TANH" else pre.relu()
+            hs[t] = h
     out = autograd.stack(hs)
     return autograd.stack([out, autograd.stack(cs)]) if mode == "LSTM" else out
 
@@ -128,6 +131,18 @@ def _layer_composed(
 # ----- the fused numpy kernels -------------------------------------------------------------
 # Each `_forward_*` runs one layer and direction over time-major arrays and returns the output
 # array and a `backward(g) -> (dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0)` numpy function.
+
+
+_BLAS_WORKERS_SLEEP = blas_workers_sleep()  # (read once: OpenBLAS read its settings at load)
+
+
+def _step_blas() -> contextlib.AbstractContextManager:
+    """Where the time loops run their small per-step products: on one BLAS thread when
+    OpenBLAS's idle workers sleep (`autograd.parallel.blas_workers_sleep`), since waking a
+    worker for each (512, 128) @ (128, 16) product cost more than the product (LSTM LM step
+    16.5 -> 38.6 ms with OPENBLAS_THREAD_TIMEOUT=4); with its workers spinning (the
+    default), OpenBLAS's own threads, which then start at once."""
+    return one_blas_thread() if _BLAS_WORKERS_SLEEP else contextlib.nullcontext()
 
 
 def _swap_leading(a: np.ndarray) -> np.ndarray:
@@ -191,7 +206,8 @@ def _forward_lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):  # noqa: ANN001, 
         np.exp,
         np.tanh,
     )
-    with np.errstate(over="ignore"):  # exp overflowing to inf gives sigmoid 0: exact
+    # (exp overflowing to inf gives sigmoid 0: exact)
+    with np.errstate(over="ignore"), _step_blas():
         for t in order:
             a = gates[t]
             if t != order[0] or h0 is not None:  # (h starts at zero unless given)
@@ -243,20 +259,21 @@ def _forward_lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):  # noqa: ANN001, 
         bits = gc.view(f"u{gc.itemsize}").reshape(steps, -1)
         cell_steps = set(np.flatnonzero(bits.max(axis=1, initial=0)).tolist())
         matmul, add, multiply = np.matmul, np.add, np.multiply
-        for t in reversed(order):
-            d_o, d_i, d_f, d_g = da_blocks[t]
-            add(gh[t].T, dh_next, out=dh)  # (a strided read costs less than a copy of gh)
-            multiply(dh, k_dc[t], out=dc)
-            dc += dc_next
-            if t in cell_steps:
-                dc += gc[t].T
-            multiply(dh, k_o[t], out=d_o)
-            multiply(dc, k_i[t], out=d_i)
-            multiply(dc, k_f[t], out=d_f)
-            multiply(dc, k_g[t], out=d_g)
-            multiply(dc, f[t], out=dc_next)
-            if t != order[0] or h0 is not None:
-                matmul(whh_t, da[t], out=dh_next)
+        with _step_blas():
+            for t in reversed(order):
+                d_o, d_i, d_f, d_g = da_blocks[t]
+                add(gh[t].T, dh_next, out=dh)  # (a strided read costs less than a copy of gh)
+                multiply(dh, k_dc[t], out=dc)
+                dc += dc_next
+                if t in cell_steps:
+                    dc += gc[t].T
+                multiply(dh, k_o[t], out=d_o)
+                multiply(dc, k_i[t], out=d_i)
+                multiply(dc, k_f[t], out=d_f)
+                multiply(dc, k_g[t], out=d_g)
+                multiply(dc, f[t], out=dc_next)
+                if t != order[0] or h0 is not None:
+                    matmul(whh_t, da[t], out=dh_next)
         cols = _swap_leading(da).reshape(4 * H, steps * batch)  # (4H, T*N), steps in order
         del da
         inverse = np.argsort(perm)
@@ -305,28 +322,29 @@ def _forward_gru(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):  # noqa: ANN001, A
     h = h_init
     product = np.empty((batch, 3 * H), dtype=dtype)
     order = range(steps - 1, -1, -1) if reverse else range(steps)
-    for t in order:
-        a = gates[t]  # overwritten with r, z, n, kept for backward
-        np.matmul(h, whh_scaled_t, out=product)
-        rz = a[:, : 2 * H]
-        rz += product[:, : 2 * H]
-        np.tanh(rz, out=rz)
-        rz *= 0.5
-        rz += 0.5
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-        hn = hidden_n[t]
-        if b_hn is None:
-            hn[...] = product[:, 2 * H :]
-        else:
-            np.add(product[:, 2 * H :], b_hn, out=hn)
-        h_new = out[t]
-        np.multiply(r, hn, out=h_new)  # (h_new as scratch)
-        n += h_new
-        np.tanh(n, out=n)
-        np.subtract(h, n, out=h_new)  # h' = n + z * (h - n)
-        h_new *= z
-        h_new += n
-        h = h_new
+    with _step_blas():
+        for t in order:
+            a = gates[t]  # overwritten with r, z, n, kept for backward
+            np.matmul(h, whh_scaled_t, out=product)
+            rz = a[:, : 2 * H]
+            rz += product[:, : 2 * H]
+            np.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5
+            r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
+            hn = hidden_n[t]
+            if b_hn is None:
+                hn[...] = product[:, 2 * H :]
+            else:
+                np.add(product[:, 2 * H :], b_hn, out=hn)
+            h_new = out[t]
+            np.multiply(r, hn, out=h_new)  # (h_new as scratch)
+            n += h_new
+            np.tanh(n, out=n)
+            np.subtract(h, n, out=h_new)  # h' = n + z * (h - n)
+            h_new *= z
+            h_new += n
+            h = h_new
 
     def backward(g_out: np.ndarray, need_dx: bool):  # noqa: ANN202
         r, z, n = (gates[..., k * H : (k + 1) * H] for k in range(3))
@@ -344,13 +362,14 @@ def _forward_gru(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):  # noqa: ANN001, A
         dh = np.empty((batch, H), dtype=dtype)
         direct = np.empty((batch, H), dtype=dtype)
         dh_next = np.zeros((batch, H), dtype=dtype)
-        for t in reversed(order):
-            np.add(g_out[t], dh_next, out=dh)
-            np.multiply(dh[:, None, :], k_x[t], out=dxw[t])
-            np.multiply(dh[:, None, :], k_h[t], out=dhw[t])
-            np.multiply(dh, z[t], out=direct)
-            np.matmul(dhw[t].reshape(batch, 3 * H), w_hh, out=dh_next)
-            dh_next += direct
+        with _step_blas():
+            for t in reversed(order):
+                np.add(g_out[t], dh_next, out=dh)
+                np.multiply(dh[:, None, :], k_x[t], out=dxw[t])
+                np.multiply(dh[:, None, :], k_h[t], out=dhw[t])
+                np.multiply(dh, z[t], out=direct)
+                np.matmul(dhw[t].reshape(batch, 3 * H), w_hh, out=dh_next)
+                dh_next += direct
         rows_x, rows_h = dxw.reshape(-1, 3 * H), dhw.reshape(-1, 3 * H)
         dx = (rows_x @ w_ih).reshape(x.shape) if need_dx else None
         dw_ih = rows_x.T @ _rows(x)
@@ -376,25 +395,27 @@ def _forward_rnn(relu: bool):  # noqa: ANN202
         h = h_init
         w_hh_t = w_hh.T
         order = range(steps - 1, -1, -1) if reverse else range(steps)
-        for t in order:
-            h_new = out[t]
-            np.matmul(h, w_hh_t, out=h_new)
-            h_new += xw[t]
-            if relu:
-                np.maximum(h_new, 0, out=h_new)
-            else:
-                np.tanh(h_new, out=h_new)
-            h = h_new
+        with _step_blas():
+            for t in order:
+                h_new = out[t]
+                np.matmul(h, w_hh_t, out=h_new)
+                h_new += xw[t]
+                if relu:
+                    np.maximum(h_new, 0, out=h_new)
+                else:
+                    np.tanh(h_new, out=h_new)
+                h = h_new
 
         def backward(g_out: np.ndarray, need_dx: bool):  # noqa: ANN202
             slope = (out > 0).astype(dtype) if relu else 1.0 - out * out
             da = np.empty((steps, batch, H), dtype=dtype)
             dh = np.empty((batch, H), dtype=dtype)
             dh_next = np.zeros((batch, H), dtype=dtype)
-            for t in reversed(order):
-                np.add(g_out[t], dh_next, out=dh)
-                np.multiply(dh, slope[t], out=da[t])
-                np.matmul(da[t], w_hh, out=dh_next)
+            with _step_blas():
+                for t in reversed(order):
+                    np.add(g_out[t], dh_next, out=dh)
+                    np.multiply(dh, slope[t], out=da[t])
+                    np.matmul(da[t], w_hh, out=dh_next)
             rows = _rows(da)
             dx = (rows @ w_ih).reshape(x.shape) if need_dx else None
             dw_ih = rows.T @ _rows(x)

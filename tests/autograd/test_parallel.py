@@ -88,3 +88,25 @@ def test_one_thread_runs_everything_here() -> None:
     idents = []
     parallel.parallel_for(lambda lo, hi: idents.append((lo, hi, threading.get_ident())), 100)
     assert idents == [(0, 100, threading.get_ident())]
+
+
+def test_one_blas_thread_sets_one_thread_inside_and_restores_nested() -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if not parallel.blas_threads_settable():
+        pytest.skip("threadpoolctl finds no BLAS library")
+
+    def counts() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    with threadpool_limits(2, user_api="blas"):
+        assert counts() == [2] * len(counts()) and not parallel.blas_single_threaded()
+        with parallel.one_blas_thread():
+            assert counts() == [1] * len(counts()) and parallel.blas_single_threaded()
+            with parallel.one_blas_thread():  # nested: still one, the outer one restores
+                assert parallel.blas_single_threaded()
+            assert parallel.blas_single_threaded()
+        assert counts() == [2] * len(counts())
+        with pytest.raises(KeyError), parallel.one_blas_thread():
+            raise KeyError("restored on the way out too")
+        assert counts() == [2] * len(counts())

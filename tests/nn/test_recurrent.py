@@ -474,3 +474,43 @@ def test_state_dict_round_trip(cls: type, tmp_path) -> None:  # noqa: ANN001
     np.testing.assert_array_equal(layer(x)[0].data, other(x)[0].data)
     with pytest.raises(KeyError, match="weight_ih_l1_reverse"):
         cls(3, 4, num_layers=2).load_state_dict(layer.state_dict())
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, nn.RNN])
+def test_time_loops_on_one_blas_thread_when_blas_workers_sleep(
+    cls: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With OpenBLAS's idle workers asleep, each time loop (forward and backward) runs its
+    per-step products on one BLAS thread, restored after; the numbers are the same."""
+    from autograd import parallel
+
+    entered: list[bool] = []
+    real = parallel.one_blas_thread
+
+    def spy():  # noqa: ANN202
+        entered.append(True)
+        return real()
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 3, 4)).astype(np.float32)
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        autograd.manual_seed(0)
+        layer = cls(4, 5)
+        inp = Tensor(x, requires_grad=True)
+        out, _ = layer(inp)
+        (out * out).sum().backward()
+        return out.data, inp.grad
+
+    monkeypatch.setattr(recurrent, "_BLAS_WORKERS_SLEEP", False)
+    expected = run()
+    assert not entered
+    before = parallel._blas_libs() and [lib.get_num_threads() for lib in parallel._blas_libs()]
+    monkeypatch.setattr(recurrent, "_BLAS_WORKERS_SLEEP", True)
+    monkeypatch.setattr(recurrent, "one_blas_thread", spy)
+    got = run()
+    assert len(entered) == 2  # the forward loop and the backward loop
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-6, atol=1e-7)
+    after = parallel._blas_libs() and [lib.get_num_threads() for lib in parallel._blas_libs()]
+    assert after == before  # BLAS's thread count is back
