@@ -576,6 +576,44 @@ def test_threads_default_and_option(monkeypatch: pytest.MonkeyPatch) -> None:
     assert train_mnist.thread_limit(2) == 2  # an explicit --threads wins
 
 
+def test_script_lets_idle_blas_workers_sleep_unless_told_otherwise(tmp_path: Path) -> None:
+    """Run as a script, train_mnist sets OPENBLAS_THREAD_TIMEOUT=4 before numpy loads (so
+    autograd's kernels use every core); a value in the environment is kept; importing the
+    module changes nothing."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os, runpy, sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "sys.argv = ['train_mnist.py', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(REPO / 'train_mnist.py')!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import autograd\n"
+        "print('TIMEOUT', os.environ.get('OPENBLAS_THREAD_TIMEOUT'), autograd.get_num_threads())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT",)}
+    for name in train_mnist.BLAS_THREAD_VARIABLES:
+        env.pop(name, None)
+
+    def probe_run(**extra: str) -> str:
+        out = subprocess.run(
+            [sys.executable, str(probe)], env={**env, **extra}, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()[-1]
+
+    cores = len(os.sched_getaffinity(0))
+    assert probe_run() == f"TIMEOUT 4 {cores}"
+    assert probe_run(OPENBLAS_THREAD_TIMEOUT="20") == "TIMEOUT 20 1"  # spinning: one thread
+    code = "import os, train_mnist; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    imported = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "None"
+
+
 def test_threads_option_sets_blas_threads_for_the_run(tmp_path: Path) -> None:
     if train_mnist.blas_threads() is None:
         pytest.skip("threadpoolctl finds no BLAS library")
