@@ -27,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "blas_single_threaded",
+    "blas_threads_settable",
     "blas_workers_sleep",
     "get_num_threads",
     "one_blas_thread",
