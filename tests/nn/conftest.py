@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 import autograd
@@ -43,3 +44,18 @@ def spy_parallel_for(monkeypatch: pytest.MonkeyPatch) -> Callable[[ModuleType], 
         return calls
 
     return spy
+
+
+@pytest.fixture
+def same_results() -> Callable[..., None]:
+    """`same(one, two, dtype=None)`: the arrays of a one-thread and a two-thread run are
+    bit-identical, pair by pair (and of `dtype`, when given)."""
+
+    def same(one: list[np.ndarray], two: list[np.ndarray], dtype: type | None = None) -> None:
+        assert len(one) == len(two)
+        for a, b in zip(one, two, strict=True):
+            if dtype is not None:
+                assert a.dtype == dtype
+            np.testing.assert_array_equal(a, b)
+
+    return same

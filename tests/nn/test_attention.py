@@ -524,6 +524,7 @@ def test_sdpa_split_over_threads_is_bitwise_the_one_thread_result(
     make: Callable[[], Case],
     threads: Callable[[int], None],
     monkeypatch: pytest.MonkeyPatch,
+    same_results: Callable[..., None],
 ) -> None:
     monkeypatch.setattr(attention_module, "_MIN_PIECE_SCORES", 1)  # split even these
     monkeypatch.setattr(attention_module, "_SPLIT_OVER_THREADS", True)  # (whatever BLAS does)
@@ -532,9 +533,7 @@ def test_sdpa_split_over_threads_is_bitwise_the_one_thread_result(
     two = sdpa_outputs(2, make)
     # forward and backward in one piece on one thread, in two on two
     assert [len(pieces) for pieces in calls] == [1, 1, 2, 2]
-    for a, b in zip(one, two, strict=True):
-        assert a.dtype == np.float32
-        np.testing.assert_array_equal(a, b)
+    same_results(one, two, np.float32)
 
 
 def test_sdpa_split_overflow_still_exact(
@@ -551,7 +550,10 @@ def test_sdpa_split_overflow_still_exact(
 
 
 def test_sdpa_benchmark_shapes_split_in_two(
-    spy_parallel_for: Callable, threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+    spy_parallel_for: Callable,
+    threads: Callable[[int], None],
+    monkeypatch: pytest.MonkeyPatch,
+    same_results: Callable[..., None],
 ) -> None:
     """q, k, v (16, 4, 64, 32) heads of one (16, 64, 384) projection, causal: two pieces of 8
     batch entries on two threads, one call on one; the same bits either way."""
@@ -564,8 +566,7 @@ def test_sdpa_benchmark_shapes_split_in_two(
     one = sdpa_outputs(1, make)
     two = sdpa_outputs(2, make)
     assert [sorted(pieces) for pieces in calls] == [[(0, 16)]] * 2 + [[(0, 8), (8, 16)]] * 2
-    for a, b in zip(one, two, strict=True):
-        np.testing.assert_array_equal(a, b)
+    same_results(one, two)
 
 
 def test_sdpa_small_inputs_run_inline(

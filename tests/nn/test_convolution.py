@@ -7,7 +7,7 @@ blocks of whole output rows and pieces of one row)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -535,6 +535,7 @@ def test_pools_same_on_one_and_two_threads(
     stride,
     padding,
     layout: str,  # noqa: ANN001
+    same_results: Callable[..., None],
 ) -> None:
     pool = F.max_pool2d if op == "max" else F.avg_pool2d
 
@@ -550,9 +551,7 @@ def test_pools_same_on_one_and_two_threads(
     split_small.clear()
     two = on_threads(2, run)
     assert max(split_small) == 2  # the pieces did run on two threads
-    for a, b in zip(one, two, strict=True):
-        assert a.dtype == np.float32
-        np.testing.assert_array_equal(a, b)
+    same_results(one, two, np.float32)
     if op == "max":  # and they are the definition's (first maximum of each window)
         values = float32_with_ties((4, 3, 7, 8), "nchw").data.astype(np.float64)
         g = np.random.default_rng(5).standard_normal(one[0].shape).astype(np.float32)
@@ -581,7 +580,9 @@ def test_max_pool_two_threads_first_maximum_hand_example(split_small: list[int])
     assert max(split_small) == 2
 
 
-def test_relu_same_on_one_and_two_threads(split_small: list[int]) -> None:
+def test_relu_same_on_one_and_two_threads(
+    split_small: list[int], same_results: Callable[..., None]
+) -> None:
     def run() -> list[np.ndarray]:
         x = float32_with_ties((4, 3, 6, 5), "hwnc")
         y = F.relu(x)
@@ -598,8 +599,7 @@ def test_relu_same_on_one_and_two_threads(split_small: list[int]) -> None:
     np.testing.assert_array_equal(two[1], two[2] * (values > 0))  # zeros pass nothing
     assert two[0].dtype == two[1].dtype == np.float32
     assert axis_order(two[0]) == axis_order(two[1]) == (2, 3, 0, 1)
-    for a, b in zip(one, two, strict=True):
-        np.testing.assert_array_equal(a, b)
+    same_results(one, two)
 
 
 @pytest.mark.parametrize("shape, kernel, stride, padding", CONV_CASES)

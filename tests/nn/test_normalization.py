@@ -183,6 +183,7 @@ def test_split_over_threads_is_bitwise_the_one_thread_result(
     affine: str,
     threads: Callable[[int], None],
     monkeypatch: pytest.MonkeyPatch,
+    same_results: Callable[..., None],
 ) -> None:
     # chunks of 5 rows, any number per piece: 33 rows are 6 chunks and a last one of 3, split
     # after 15 rows (where one matrix-vector product over all rows would sum some rows
@@ -196,9 +197,7 @@ def test_split_over_threads_is_bitwise_the_one_thread_result(
     assert [sorted(pieces) for pieces in calls] == [[(0, 3), (3, 7)]] * 2
     expected = _hand(x.astype(np.float64), 1, *(two_affine(37, affine)), 1e-5)
     np.testing.assert_allclose(two[0], expected, rtol=1e-5, atol=1e-5)
-    for a, b in zip(one, two, strict=True):
-        assert a.dtype == np.float32
-        np.testing.assert_array_equal(a, b)
+    same_results(one, two, np.float32)
 
 
 def two_affine(n: int, affine: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -208,7 +207,10 @@ def two_affine(n: int, affine: str) -> tuple[np.ndarray | None, np.ndarray | Non
 
 
 def test_small_and_benchmark_inputs_run_inline_large_ones_split(
-    spy_parallel_for: Callable, threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+    spy_parallel_for: Callable,
+    threads: Callable[[int], None],
+    monkeypatch: pytest.MonkeyPatch,
+    same_results: Callable[..., None],
 ) -> None:
     """(40, 6) and the benchmark's (16, 64, 128) in one call each, here; (4096, 1024), 4M
     elements, in two pieces of 32 chunks of 64 rows on two threads, the same bits as one."""
@@ -222,5 +224,4 @@ def test_small_and_benchmark_inputs_run_inline_large_ones_split(
     one = layer_norm_outputs(1, x, "wb")
     two = layer_norm_outputs(2, x, "wb")
     assert [sorted(pieces) for pieces in calls] == [[(0, 64)]] * 2 + [[(0, 32), (32, 64)]] * 2
-    for a, b in zip(one, two, strict=True):
-        np.testing.assert_array_equal(a, b)
+    same_results(one, two)

@@ -411,6 +411,7 @@ def test_split_over_threads_is_bitwise_the_one_thread_result(
     name: str,
     threads: Callable[[int], None],
     monkeypatch: pytest.MonkeyPatch,
+    same_results: Callable[..., None],
 ) -> None:
     monkeypatch.setattr(optim, "_PIECE_ELEMENTS", 8)  # pieces of 8 entries or more
     one = run_steps(1, SPLIT_CASES[name])
@@ -420,9 +421,7 @@ def test_split_over_threads_is_bitwise_the_one_thread_result(
     assert [sorted(pieces) for pieces in calls] == [[(0, 17), (17, 35)]] * 3
     states = {"sgd": 0, "sgd decay": 0}.get(name, 4 if "adam" in name else 2)
     assert len(one) == len(two) == 2 + states  # (momentum buffers, Adam's two moments)
-    for a, b in zip(one, two, strict=True):
-        assert a.dtype == np.float32
-        np.testing.assert_array_equal(a, b)
+    same_results(one, two, np.float32)
 
 
 def test_split_adamw_matches_the_rule_by_hand(
